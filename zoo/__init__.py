@@ -1,0 +1,1 @@
+"""nnx-zoo: Flax NNX models with structural guarantees, and a checkpoint hub."""

@@ -1,0 +1,82 @@
+"""Datasets as TFDS builders that work offline and without TensorFlow (array_record + data sources).
+
+`zoo.data.load("sir", "train")` prepares the builder once (into `ZOO_DATA_DIR`, default
+`~/tensorflow_datasets`) and returns the whole split as a dict of numpy arrays with a leading example axis.
+A name may carry a TFDS builder config: `"lasa/angle"`. Builders of data that ship with pip packages or are
+simulated live in this package; TFDS's own catalogue (`cifar10`, `mnist`) is used as is, and raises
+`DataUnavailableError` at once when its files are not on this machine and the download host is unreachable.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import pathlib
+import socket
+from typing import Any
+
+import numpy as np
+
+from zoo import errors
+
+# builder name -> "module:Class" of the zoo's own offline builders.
+BUILDERS: dict[str, str] = {
+    "sir": "zoo.data.sir:Sir",
+}
+
+
+def data_dir() -> pathlib.Path:
+  return pathlib.Path(os.environ.get("ZOO_DATA_DIR", "~/tensorflow_datasets")).expanduser()
+
+
+def builder(name: str) -> Any:
+  """The TFDS builder of `name` ("builder" or "builder/config"), array_record format."""
+  import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+
+  base, _, config = name.partition("/")
+  kwargs: dict[str, Any] = {"data_dir": str(data_dir()), "file_format": "array_record"}
+  if config:
+    kwargs["config"] = config
+  if base in BUILDERS:
+    module, cls = BUILDERS[base].split(":")
+    return getattr(importlib.import_module(module), cls)(**kwargs)
+  try:
+    return tfds.builder(base, **kwargs)
+  except Exception as e:  # tfds raises DatasetNotFoundError (a subclass of its own errors)
+    raise errors.DataUnavailableError(
+        f"No dataset {name!r}: neither a zoo builder ({', '.join(sorted(BUILDERS))}) nor in the TFDS "
+        f"catalogue ({e.__class__.__name__}).") from e
+
+
+def _download_host_reachable(host: str = "storage.googleapis.com", timeout: float = 3.0) -> bool:
+  try:
+    with socket.create_connection((host, 443), timeout=timeout):
+      return True
+  except OSError:
+    return False
+
+
+def prepare(name: str) -> Any:
+  """Prepares `name` if needed and returns its builder. Offline catalogue data fails at once."""
+  b = builder(name)
+  if b.is_prepared() if hasattr(b, "is_prepared") else b.data_path.exists():
+    return b
+  base = name.partition("/")[0]
+  if base not in BUILDERS and not _download_host_reachable():
+    raise errors.DataUnavailableError(
+        f"Dataset {name!r} is not in {data_dir()} and its download host is unreachable (no network). "
+        f"Prepare it on a machine with network access (`tfds build {base} --file_format=array_record "
+        f"--data_dir DIR`), copy DIR here and set ZOO_DATA_DIR=DIR.")
+  b.download_and_prepare(file_format="array_record")
+  return b
+
+
+def load(name: str, split: str) -> dict[str, np.ndarray]:
+  """The whole `split` of dataset `name` as `{feature: array (examples, ...)}` (random-access source)."""
+  b = prepare(name)
+  if split not in b.info.splits:
+    raise errors.DataUnavailableError(
+        f"Dataset {name!r} has no split {split!r}; it has {sorted(b.info.splits)}.")
+  source = b.as_data_source(split)
+  examples = source.__getitems__(list(range(len(source))))
+  return {k: np.stack([np.asarray(ex[k]) for ex in examples]) for k in examples[0]}

@@ -1,0 +1,49 @@
+"""Typed errors of the zoo. Each message says what went wrong and what to do next."""
+
+from __future__ import annotations
+
+import difflib
+
+
+class ZooError(Exception):
+  """Base class of every error the zoo raises on purpose."""
+
+
+class UnknownModelError(ZooError, KeyError):
+  """A model name that is not in the registry."""
+
+  def __init__(self, name: str, known: list[str]):
+    self.name = name
+    close = difflib.get_close_matches(name, known, n=5, cutoff=0.5)
+    hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    super().__init__(
+        f"Unknown model {name!r}.{hint} `zoo list` (or zoo.list_models()) shows all "
+        f"{len(known)} registered models; a Hub checkpoint loads as 'hf://ORG/REPO[@REVISION]'."
+    )
+
+  def __str__(self) -> str:  # KeyError would quote the message
+    return self.args[0]
+
+
+class CheckpointCorruptError(ZooError):
+  """A checkpoint file whose bytes do not match the sha256 the manifest (or the registry) pins."""
+
+
+class IncompatibleCheckpointError(ZooError):
+  """A checkpoint whose parameter tree does not fit the model it is restored into."""
+
+
+class HubUnavailableError(ZooError):
+  """The Hugging Face Hub cannot be reached (offline, no network, or server down)."""
+
+
+class DataUnavailableError(ZooError):
+  """A dataset that is not on this machine and cannot be downloaded now."""
+
+
+class InputShapeError(ZooError, ValueError):
+  """An input whose shape or dtype does not match what the model takes."""
+
+
+class GuaranteeViolation(ZooError):
+  """`zoo verify` found a structural guarantee that does not hold on the weights."""
