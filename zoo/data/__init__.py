@@ -19,10 +19,12 @@ import numpy as np
 
 from zoo import errors
 
-# builder name -> "module:Class" of the zoo's own offline builders.
-BUILDERS: dict[str, str] = {
-    "sir": "zoo.data.sir:Sir",
-}
+
+
+def _own_builders() -> list[str]:
+  """The zoo's own builders: module `zoo/data/NAME.py` defines `Builder`, a TFDS builder named NAME."""
+  here = pathlib.Path(__file__).parent
+  return sorted(p.stem for p in here.glob("*.py") if not p.stem.startswith("_"))
 
 
 def data_dir() -> pathlib.Path:
@@ -37,14 +39,13 @@ def builder(name: str) -> Any:
   kwargs: dict[str, Any] = {"data_dir": str(data_dir()), "file_format": "array_record"}
   if config:
     kwargs["config"] = config
-  if base in BUILDERS:
-    module, cls = BUILDERS[base].split(":")
-    return getattr(importlib.import_module(module), cls)(**kwargs)
+  if base in _own_builders():
+    return importlib.import_module(f"zoo.data.{base}").Builder(**kwargs)
   try:
     return tfds.builder(base, **kwargs)
   except Exception as e:  # tfds raises DatasetNotFoundError (a subclass of its own errors)
     raise errors.DataUnavailableError(
-        f"No dataset {name!r}: neither a zoo builder ({', '.join(sorted(BUILDERS))}) nor in the TFDS "
+        f"No dataset {name!r}: neither a zoo builder ({', '.join(_own_builders())}) nor in the TFDS "
         f"catalogue ({e.__class__.__name__}).") from e
 
 
@@ -59,10 +60,10 @@ def _download_host_reachable(host: str = "storage.googleapis.com", timeout: floa
 def prepare(name: str) -> Any:
   """Prepares `name` if needed and returns its builder. Offline catalogue data fails at once."""
   b = builder(name)
-  if b.is_prepared() if hasattr(b, "is_prepared") else b.data_path.exists():
+  if b.is_prepared():
     return b
   base = name.partition("/")[0]
-  if base not in BUILDERS and not _download_host_reachable():
+  if base not in _own_builders() and not _download_host_reachable():
     raise errors.DataUnavailableError(
         f"Dataset {name!r} is not in {data_dir()} and its download host is unreachable (no network). "
         f"Prepare it on a machine with network access (`tfds build {base} --file_format=array_record "

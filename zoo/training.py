@@ -1,0 +1,63 @@
+"""Training configuration shared by every family's `configs/FAMILY.py`.
+
+A config file defines `get_config(arg)`; `arg` is `VARIANT` or `VARIANT,smoke` (big_vision style: `smoke`
+shrinks the run to seconds for tests). It starts from `base_config()` and overrides what its paper sets:
+
+    def get_config(arg="sir"):
+      variant, smoke = zoo.training.parse_arg(arg)
+      c = zoo.training.base_config(model="massnet-sir", dataset="sir")
+      c.optimizer.lr = 1e-2
+      c.epochs = 150
+      return zoo.training.shrink(c) if smoke else c
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+
+def parse_arg(arg: str | None, default: str = "") -> tuple[str, bool]:
+  """`"VARIANT[,smoke]"` -> (variant, smoke)."""
+  parts = [p for p in (arg or default).split(",") if p]
+  smoke = "smoke" in parts
+  rest = [p for p in parts if p != "smoke"]
+  return (rest[0] if rest else default), smoke
+
+
+def base_config(model: str, dataset: str) -> ml_collections.ConfigDict:
+  """Defaults of the generic trainer (`python -m train`). Every field can be overridden on the command line."""
+  c = ml_collections.ConfigDict()
+  c.model = model                      # registered zoo name; the exported checkpoint carries this name
+  c.model_overrides = ml_collections.ConfigDict()  # keyword arguments overriding the registry's
+  c.dataset = dataset                  # zoo.data name ("builder" or "builder/config")
+  c.train_split = "train"
+  c.eval_split = "test"
+  c.seed = 0                           # weights, data order and every other random choice
+  c.batch_size = 100
+  c.epochs = 10
+  c.optimizer = ml_collections.ConfigDict()
+  c.optimizer.name = "adam"            # any optax optimizer taking learning_rate
+  c.optimizer.lr = 1e-3
+  c.optimizer.kwargs = ml_collections.ConfigDict()  # extra optax arguments (momentum, weight_decay, ...)
+  c.optimizer.schedule = "constant"    # "constant" | "cosine"
+  c.optimizer.grad_clip = 0.0          # global-norm clip; 0 = off
+  c.eval_every_epochs = 1
+  c.checkpoint_every_steps = 50        # orbax CheckpointManager save interval (resume granularity)
+  c.best_metric = "loss"               # metric from the family's evaluate() that picks the best checkpoint
+  c.best_mode = "min"
+  c.max_train_examples = 0             # 0 = the whole split; smoke runs take a few
+  c.max_eval_examples = 0
+  c.export = True                      # write WORKDIR/export (a zoo checkpoint with card) at the end
+  c.smoke = False
+  return c
+
+
+def shrink(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """A smoke-test version of `c`: one short epoch, frequent checkpoints."""
+  c.epochs = 1
+  c.batch_size = min(c.batch_size, 16)
+  c.checkpoint_every_steps = 2
+  c.max_train_examples = 64
+  c.max_eval_examples = 64
+  c.smoke = True
+  return c
