@@ -1,1 +1,59 @@
-"""nnx-zoo: Flax NNX models with structural guarantees, and a checkpoint hub."""
+"""nnx-zoo: Flax NNX models with structural guarantees, and a checkpoint hub.
+
+    import zoo
+    zoo.list_models("elcd*")                 # registered variants (wildcards; pretrained=True)
+    model = zoo.load("elcd-lasa8d")          # checkpoints/ -> HF cache -> Hub, verified by sha256
+    model = zoo.load("hf://ORG/REPO@REV")    # any zoo checkpoint on the Hub
+    model = zoo.create("massnet-sir", seed=0, hidden=20)   # random init, keyword overrides
+    zoo.info("massnet-sir"); zoo.verify(model, "massnet-sir"); zoo.push_to_hub(model, repo_id="ORG/NAME")
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from zoo import errors
+from zoo.hub import create, load, push_to_hub
+from zoo.registry import Check, get_spec, list_models
+
+__all__ = ["load", "create", "list_models", "info", "verify", "push_to_hub", "quantize", "errors", "Check"]
+__version__ = "0.1.0"
+
+
+def info(name: str) -> dict[str, Any]:
+  """The spec of `name`: family, input_shape of one example, dataset, guarantee, pretrained reference, and the
+  metrics and checks measured on the embedded checkpoint (when it ships one)."""
+  import json  # pylint: disable=import-outside-toplevel
+
+  from zoo import hub  # pylint: disable=import-outside-toplevel
+
+  out = get_spec(name).as_dict()
+  manifest = hub.checkpoints_dir() / name / "manifest.json"
+  if manifest.is_file():
+    m = json.loads(manifest.read_text())
+    out.update(embedded=str(manifest.parent), metrics=m.get("metrics"), checks=m.get("checks"),
+               num_params=m.get("num_params"))
+  return out
+
+
+def verify(model: Any, name: str | None = None) -> list[Check]:
+  """Checks the model's structural guarantee on its weights (the family's `verify`)."""
+  from zoo import hub  # pylint: disable=import-outside-toplevel
+
+  if name is None:
+    origin = hub._ORIGIN.get(model)  # pylint: disable=protected-access
+    if origin is None:
+      raise ValueError("verify needs name= for a module not made by zoo.create / zoo.load.")
+    name = origin[0]
+  spec = get_spec(name)
+  with spec.family.precision():
+    return list(spec.family.verify(model))
+
+
+def quantize(model: Any, method: str = "idkm", **kwargs: Any) -> Any:
+  """Clustering-aware quantization of a zoo model (see `zoo.quant`)."""
+  from zoo import quant  # pylint: disable=import-outside-toplevel
+
+  if not hasattr(quant, "quantize"):
+    raise NotImplementedError("zoo.quant.quantize is not available in this version of nnx-zoo.")
+  return quant.quantize(model, method=method, **kwargs)

@@ -47,3 +47,7 @@ class InputShapeError(ZooError, ValueError):
 
 class GuaranteeViolation(ZooError):
   """`zoo verify` found a structural guarantee that does not hold on the weights."""
+
+
+class CheckpointNotFoundError(ZooError, FileNotFoundError):
+  """No checkpoint where one was asked for (a model without pretrained weights, a missing Hub repo or file)."""

@@ -56,6 +56,8 @@ class Family:
     evaluate: `evaluate(model, data) -> {metric: float}` on a whole split (dict of numpy arrays).
     verify: `verify(model) -> list[Check]`: the structural guarantee, checked on the given weights.
     plot: optional `plot(model, data, outdir) -> list[pathlib.Path]` (PNG files for the card).
+    demo: optional `demo(model, outdir) -> str`: what `zoo run NAME` shows (text; plots into outdir). Without
+      it, `zoo run` evaluates on the test split and plots.
     paper: citation of the paper the family follows.
     x64: the family computes in float64; the zoo builds, trains and evaluates it under `jax.enable_x64`.
   """
@@ -66,6 +68,7 @@ class Family:
   evaluate: Callable[..., dict[str, float]]
   verify: Callable[..., list[Check]]
   plot: Callable[..., list[Any]] | None = None
+  demo: Callable[..., str] | None = None
   paper: str = ""
   x64: bool = False
 
@@ -202,12 +205,12 @@ def specs() -> Iterator[ModelSpec]:
 def check_input(x: Any, input_shape: tuple[int, ...], name: str = "x") -> None:
   """Raises `InputShapeError` unless `x` is a float array of shape `(batch, *input_shape)`."""
   shape = tuple(np.shape(x))
-  want = ("batch",) + tuple(input_shape)
-  if len(shape) != len(want) or shape[1:] != tuple(input_shape):
+  want = "(" + ", ".join(["batch", *map(str, input_shape)]) + ")"
+  if len(shape) != len(input_shape) + 1 or shape[1:] != tuple(input_shape):
     raise errors.InputShapeError(
         f"{name} has shape {shape}; this model takes {name}: {want}. Add a batch axis for one example "
-        f"(x[None]) or reshape the input.")
-  dtype = getattr(x, "dtype", np.asarray(x).dtype)
+        f"({name}[None]) or reshape the input.")
+  dtype = x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype
   if not np.issubdtype(dtype, np.floating):
     raise errors.InputShapeError(f"{name} has dtype {dtype}; this model takes floating-point input.")
 

@@ -39,7 +39,10 @@ def base_config(model: str, dataset: str) -> ml_collections.ConfigDict:
   c.optimizer.name = "adam"            # any optax optimizer taking learning_rate
   c.optimizer.lr = 1e-3
   c.optimizer.kwargs = ml_collections.ConfigDict()  # extra optax arguments (momentum, weight_decay, ...)
-  c.optimizer.schedule = "constant"    # "constant" | "cosine"
+  c.optimizer.schedule = "constant"    # "constant" | "cosine" | "step" (× step_factor every step_epochs)
+  c.optimizer.step_epochs = 0
+  c.optimizer.step_factor = 0.1
+  c.optimizer.weight_decay = 0.0       # coupled L2 added to the gradient (torch's Adam/SGD weight_decay)
   c.optimizer.grad_clip = 0.0          # global-norm clip; 0 = off
   c.eval_every_epochs = 1
   c.checkpoint_every_steps = 50        # orbax CheckpointManager save interval (resume granularity)

@@ -1,0 +1,49 @@
+"""Shared fixtures: an isolated data dir and HF cache per session, and a local Hub-compatible server."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_env(tmp_path_factory):
+  """Keeps tests away from the user's caches: HF cache under tmp; data prepared once per session."""
+  base = tmp_path_factory.mktemp("env")
+  old = {k: os.environ.get(k) for k in ("HF_HOME", "HF_HUB_CACHE", "HF_ENDPOINT", "HF_HUB_OFFLINE", "ZOO_DATA_DIR")}
+  os.environ["HF_HOME"] = str(base / "hf")
+  os.environ.pop("HF_HUB_CACHE", None)
+  os.environ.pop("HF_HUB_OFFLINE", None)
+  os.environ["HF_ENDPOINT"] = "http://127.0.0.1:9"  # nothing listens: any stray Hub call fails fast
+  os.environ.setdefault("ZOO_DATA_DIR", str(base / "data"))
+  yield
+  for k, v in old.items():
+    if v is None:
+      os.environ.pop(k, None)
+    else:
+      os.environ[k] = v
+
+
+@pytest.fixture()
+def hub(tmp_path, monkeypatch):
+  """A Hub-compatible HTTP server on 127.0.0.1 storing repos under tmp; HF_ENDPOINT points at it and the HF
+  cache is empty. Yields the server handle (see tests/hub_server.py)."""
+  from tests import hub_server
+
+  monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+  with hub_server.serve(tmp_path / "hub") as server:
+    monkeypatch.setenv("HF_ENDPOINT", server.url)
+    yield server
+
+
+def run_python(code: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+  """Runs `code` in a fresh interpreter (environment read at import, e.g. HF_HUB_OFFLINE or XLA_FLAGS)."""
+  full_env = {**os.environ, **(env or {})}
+  return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=full_env, capture_output=True, text=True,
+                        timeout=timeout)

@@ -1,0 +1,223 @@
+"""The generic trainer: any registered zoo model, its family's loss, optax, orbax, data-parallel sharding.
+
+Order of a run (`train_and_evaluate`):
+  1. Data: the config's dataset splits as numpy arrays (zoo.data, TFDS array_record, offline).
+  2. Model and optimizer from the config seed: `spec.build(seed)`, `nnx.Optimizer(model, tx, wrt=nnx.Param)`.
+  3. Resume or initialise: if WORKDIR/checkpoints has a step, restore model + optimizer state + step from the
+     latest one (orbax CheckpointManager) and continue exactly where it stopped.
+  4. Train: epochs of batches in an order that depends only on (seed, epoch); a jitted step
+     (`nnx.jit`, `nnx.value_and_grad`) with the batch sharded over every device on the "data" axis and the
+     state replicated; metrics to WORKDIR/metrics.jsonl and absl logging; orbax saves every
+     `checkpoint_every_steps` and at each evaluation, keeping the latest and the best (by `best_metric`).
+  5. Export: the best checkpoint's model, evaluated, verified and plotted, as a zoo checkpoint with its card
+     in WORKDIR/export (ready for `zoo ship` or `zoo push`).
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import tempfile
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+from absl import logging
+from flax import nnx
+
+import zoo.data
+from zoo import checkpoint, registry
+
+
+def make_optimizer(cfg: ml_collections.ConfigDict, total_steps: int,
+                   steps_per_epoch: int) -> optax.GradientTransformation:
+  """optax.<name>(learning_rate=schedule, **kwargs), after optional clipping and coupled weight decay."""
+  if cfg.schedule == "constant":
+    lr = cfg.lr
+  elif cfg.schedule == "cosine":
+    lr = optax.cosine_decay_schedule(cfg.lr, max(total_steps, 1))
+  elif cfg.schedule == "step":
+    every = cfg.step_epochs * steps_per_epoch
+    lr = optax.piecewise_constant_schedule(
+        cfg.lr, {k * every: cfg.step_factor for k in range(1, total_steps // max(every, 1) + 1)})
+  else:
+    raise ValueError(f"optimizer.schedule {cfg.schedule!r}: use 'constant', 'cosine' or 'step'.")
+  factory = getattr(optax, cfg.name, None)
+  if factory is None:
+    raise ValueError(f"optimizer.name {cfg.name!r} is not an optax optimizer (adam, adamw, sgd, rmsprop, ...).")
+  parts = [optax.clip_by_global_norm(cfg.grad_clip)] if cfg.grad_clip > 0 else []
+  parts += [optax.add_decayed_weights(cfg.weight_decay)] if cfg.weight_decay > 0 else []
+  return optax.chain(*parts, factory(learning_rate=lr, **cfg.kwargs.to_dict()))
+
+
+def _truncate(data: dict[str, np.ndarray], limit: int) -> dict[str, np.ndarray]:
+  return {k: v[:limit] for k, v in data.items()} if limit else data
+
+
+def batch_order(seed: int, epoch: int, num_examples: int, batch_size: int) -> np.ndarray:
+  """Indices of the epoch's batches, (steps_per_epoch, batch_size): a function of (seed, epoch) only."""
+  perm = np.random.default_rng([seed, epoch]).permutation(num_examples)
+  steps = num_examples // batch_size
+  return perm[: steps * batch_size].reshape(steps, batch_size)
+
+
+def _storable(tree: Any) -> Any:
+  return checkpoint._storable(tree)  # pylint: disable=protected-access
+
+
+class _Run:
+  """State of one training run: model, optimizer, sharding, checkpoint manager."""
+
+  def __init__(self, config: ml_collections.ConfigDict, workdir: pathlib.Path):
+    self.config = config
+    self.workdir = workdir
+    self.spec = registry.get_spec(config.model)
+    self.family = self.spec.family
+    self.train_data = _truncate(zoo.data.load(config.dataset, config.train_split), config.max_train_examples)
+    self.eval_data = _truncate(zoo.data.load(config.dataset, config.eval_split), config.max_eval_examples)
+    self.num_train = len(next(iter(self.train_data.values())))
+    if config.batch_size > self.num_train:
+      raise ValueError(f"batch_size {config.batch_size} exceeds the {self.num_train} training examples.")
+    self.steps_per_epoch = self.num_train // config.batch_size
+    self.total_steps = self.steps_per_epoch * config.epochs
+
+    devices = jax.devices()
+    if config.batch_size % len(devices):
+      raise ValueError(f"batch_size {config.batch_size} must be divisible by the {len(devices)} devices.")
+    self.mesh = jax.make_mesh((len(devices),), ("data",), devices=devices,
+                              axis_types=(jax.sharding.AxisType.Auto,))
+    self.data_sharding = jax.NamedSharding(self.mesh, jax.P("data"))
+    self.replicated = jax.NamedSharding(self.mesh, jax.P())
+
+    self.model_kwargs = {**self.spec.kwargs, **config.model_overrides.to_dict()}
+    self.model = self.spec.build(config.seed, **config.model_overrides.to_dict())
+    self.optimizer = nnx.Optimizer(self.model, make_optimizer(config.optimizer, self.total_steps, self.steps_per_epoch), wrt=nnx.Param)
+    state = jax.device_put(nnx.state(self.optimizer), self.replicated)
+    nnx.update(self.optimizer, state)
+
+    sign = -1.0 if config.best_mode == "min" else 1.0
+    policy = ocp.checkpoint_managers.AnyPreservationPolicy([
+        ocp.checkpoint_managers.LatestN(1),
+        ocp.checkpoint_managers.BestN(get_metric_fn=lambda m: sign * m[config.best_metric], n=1,
+                                      keep_checkpoints_without_metrics=False)])
+    self.manager = ocp.CheckpointManager(
+        (workdir / "checkpoints").absolute(),
+        options=ocp.CheckpointManagerOptions(
+            preservation_policy=policy, enable_async_checkpointing=False, create=True,
+            best_fn=lambda m: m[config.best_metric], best_mode=config.best_mode))
+
+  # -- checkpoint state: model + optimizer (incl. step and PRNG state) ------------------------------
+
+  def _state_tree(self) -> dict:
+    return _storable(nnx.state(self.optimizer).to_pure_dict())
+
+  def save(self, step: int, metrics: dict[str, float] | None) -> None:
+    self.manager.save(step, args=ocp.args.StandardSave(self._state_tree()), metrics=metrics, force=True)
+
+  def restore(self, step: int) -> None:
+    state = nnx.state(self.optimizer)
+    abstract = state.to_pure_dict()
+    target = checkpoint._storable_target(abstract)  # pylint: disable=protected-access
+    restored = self.manager.restore(step, args=ocp.args.StandardRestore(target))
+    restored = checkpoint._from_storable(restored, abstract)  # pylint: disable=protected-access
+    nnx.replace_by_pure_dict(state, jax.device_put(restored, self.replicated))
+    nnx.update(self.optimizer, state)
+
+  # -- the loop -----------------------------------------------------------------------------------
+
+  def evaluate(self) -> dict[str, float]:
+    self.model.eval()
+    out = {k: float(v) for k, v in self.family.evaluate(self.model, self.eval_data).items()}
+    self.model.train()
+    return out
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[str, Any]:
+  """Trains `config.model` as configured, resuming from WORKDIR if it holds a checkpoint; returns the export's
+  metrics (and its path under "export")."""
+  workdir = pathlib.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  (workdir / "config.json").write_text(config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
+  spec = registry.get_spec(config.model)
+  with spec.family.precision():
+    return _train(config, workdir)
+
+
+def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict[str, Any]:
+  from tqdm.auto import tqdm  # pylint: disable=import-outside-toplevel
+
+  run = _Run(config, workdir)
+  family = run.family
+
+  @nnx.jit
+  def train_step(optimizer: nnx.Optimizer, model: nnx.Module, batch: dict) -> tuple[jax.Array, dict]:
+    (loss, aux), grads = nnx.value_and_grad(family.loss, has_aux=True)(model, batch)
+    optimizer.update(model, grads)
+    return loss, aux
+
+  # 3. resume or initialise
+  step = 0
+  latest = run.manager.latest_step()
+  if latest is not None:
+    run.restore(latest)
+    step = latest
+    logging.info("Resumed %s from step %d in %s", config.model, step, workdir)
+  else:
+    logging.info("Training %s from scratch (seed %d) on %d device(s)", config.model, config.seed, len(jax.devices()))
+
+  # 4. train
+  run.model.train()
+  log_path = workdir / "metrics.jsonl"
+  eval_every = max(1, config.eval_every_epochs) * run.steps_per_epoch
+  start = time.perf_counter()
+  with open(log_path, "a") as log, tqdm(total=run.total_steps, initial=step, desc=config.model,
+                                         disable=None, mininterval=2.0) as bar:
+    for epoch in range(step // run.steps_per_epoch, config.epochs):
+      order = batch_order(config.seed, epoch, run.num_train, config.batch_size)
+      for i in range(step - epoch * run.steps_per_epoch, run.steps_per_epoch):
+        batch = {k: jax.device_put(v[order[i]], run.data_sharding) for k, v in run.train_data.items()}
+        loss, aux = train_step(run.optimizer, run.model, batch)
+        step += 1
+        bar.update(1)
+        record: dict[str, Any] = {"step": step, "epoch": epoch, "loss": float(loss),
+                                  **{k: float(v) for k, v in aux.items()}}
+        metrics = None
+        if step % eval_every == 0 or step == run.total_steps:
+          metrics = run.evaluate()
+          record.update({f"eval/{k}": v for k, v in metrics.items()})
+          record["seconds"] = time.perf_counter() - start
+          logging.info("step %d epoch %d loss %.4g %s", step, epoch, float(loss),
+                       " ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
+        log.write(json.dumps(record) + "\n")
+        log.flush()
+        if metrics is not None or step % config.checkpoint_every_steps == 0:
+          run.save(step, metrics)
+  run.manager.wait_until_finished()
+
+  # 5. export the best
+  result: dict[str, Any] = {"steps": step, "train_seconds": time.perf_counter() - start}
+  best = run.manager.best_step()
+  if best is not None and best != step:
+    run.restore(best)
+  run.model.eval()
+  metrics = {k: float(v) for k, v in family.evaluate(run.model, run.eval_data).items()}
+  result.update(metrics=metrics, best_step=best)
+  if config.export:
+    checks = list(family.verify(run.model))
+    with tempfile.TemporaryDirectory() as tmp:
+      plots = list(family.plot(run.model, run.eval_data, pathlib.Path(tmp))) if family.plot else []
+      export = checkpoint.save(
+          run.model, workdir / "export", name=config.model, model_kwargs=run.model_kwargs,
+          config=config.to_dict(), metrics={**metrics, "train_steps": step, "best_step": best}, checks=checks,
+          plots=plots)
+    result["export"] = str(export)
+    result["checks"] = [str(c) for c in checks]
+    for c in checks:
+      logging.info("verify: %s", c)
+  run.manager.close()
+  return result

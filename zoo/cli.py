@@ -1,0 +1,172 @@
+"""The `zoo` command line.
+
+    zoo list ['mass*'] [--pretrained]       zoo info NAME            zoo verify NAME|hf://ORG/REPO@REV|DIR
+    zoo run NAME [--out DIR]                zoo download ORG/REPO [--revision REV]
+    zoo push NAME|DIR --repo-id ORG/NAME    zoo ship WORKDIR/export  zoo cards [--check]
+    zoo train --config configs/FAMILY.py:VARIANT --workdir DIR       (same as python -m train)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import subprocess
+import sys
+
+from zoo import errors
+
+
+def _cmd_list(args) -> int:
+  from zoo import registry  # pylint: disable=import-outside-toplevel
+
+  names = registry.list_models(args.pattern, pretrained=args.pretrained)
+  if not names:
+    print(f"no model matches {args.pattern!r}", file=sys.stderr)
+    return 1
+  width = max(map(len, names))
+  for n in names:
+    spec = registry.get_spec(n)
+    print(f"{n:<{width}}  {spec.family.name:<14} {spec.dataset:<14} {'pretrained' if spec.pretrained else '-'}")
+  return 0
+
+
+def _cmd_info(args) -> int:
+  import zoo  # pylint: disable=import-outside-toplevel
+
+  print(json.dumps(zoo.info(args.name), indent=2, default=str))
+  return 0
+
+
+def _load(source: str):
+  import zoo  # pylint: disable=import-outside-toplevel
+
+  from zoo import hub  # pylint: disable=import-outside-toplevel
+
+  model = zoo.load(source)
+  return model, hub._ORIGIN[model][0]  # pylint: disable=protected-access
+
+
+def _cmd_verify(args) -> int:
+  import zoo  # pylint: disable=import-outside-toplevel
+
+  model, name = _load(args.source)
+  checks = zoo.verify(model, name)
+  print(f"{name}: {zoo.get_spec(name).guarantee}")
+  for c in checks:
+    print(f"  {c}")
+  ok = all(c.passed for c in checks)
+  print("verified" if ok else "GUARANTEE VIOLATED")
+  return 0 if ok else 1
+
+
+def _cmd_run(args) -> int:
+  import zoo  # pylint: disable=import-outside-toplevel
+  import zoo.data  # pylint: disable=import-outside-toplevel
+
+  model, name = _load(args.name)
+  spec = zoo.get_spec(name)
+  out = pathlib.Path(args.out or f"zoo-run/{name}")
+  out.mkdir(parents=True, exist_ok=True)
+  print(f"{name} ({spec.family.name}): {spec.description}")
+  with spec.family.precision():
+    if spec.family.demo is not None:
+      print(spec.family.demo(model, out))
+    else:
+      data = zoo.data.load(spec.dataset, "test")
+      metrics = spec.family.evaluate(model, data)
+      print("test metrics: " + ", ".join(f"{k} = {v:.4g}" for k, v in metrics.items()))
+      for p in spec.family.plot(model, data, out) if spec.family.plot else []:
+        print(f"plot: {p}")
+  return 0
+
+
+def _cmd_download(args) -> int:
+  from zoo import hub  # pylint: disable=import-outside-toplevel
+
+  print(hub.download(args.repo_id, args.revision))
+  return 0
+
+
+def _cmd_push(args) -> int:
+  from zoo import hub  # pylint: disable=import-outside-toplevel
+
+  source = args.source
+  if not pathlib.Path(source).is_dir():
+    source, _, _ = hub.resolve(source)
+  print(hub.push_to_hub(source, repo_id=args.repo_id, revision=args.revision, private=args.private))
+  return 0
+
+
+def _cmd_ship(args) -> int:
+  from zoo import hub  # pylint: disable=import-outside-toplevel
+
+  path, sha = hub.ship(args.export_dir)
+  print(f"shipped to {path}\npin it in the registry: sha256={sha!r}")
+  return 0
+
+
+def _cmd_cards(args) -> int:
+  from zoo import cards, hub  # pylint: disable=import-outside-toplevel
+
+  text = cards.index_markdown(hub.checkpoints_dir())
+  path = pathlib.Path(args.output)
+  if args.check:
+    if not path.is_file() or path.read_text() != text:
+      print(f"{path} is stale: run `zoo cards`", file=sys.stderr)
+      return 1
+    print(f"{path} is up to date")
+    return 0
+  path.write_text(text)
+  print(f"wrote {path}")
+  return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+  argv = sys.argv[1:] if argv is None else argv
+  if argv[:1] == ["train"]:
+    return subprocess.call([sys.executable, "-m", "train", *argv[1:]])
+  parser = argparse.ArgumentParser(prog="zoo", description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  sub = parser.add_subparsers(dest="command", required=True)
+  p = sub.add_parser("list", help="registered models")
+  p.add_argument("pattern", nargs="?", default="*")
+  p.add_argument("--pretrained", action="store_true")
+  p.set_defaults(fn=_cmd_list)
+  p = sub.add_parser("info", help="a model's spec, metrics and checks")
+  p.add_argument("name")
+  p.set_defaults(fn=_cmd_info)
+  p = sub.add_parser("verify", help="check a model's guarantee on its weights")
+  p.add_argument("source")
+  p.set_defaults(fn=_cmd_verify)
+  p = sub.add_parser("run", help="load a pretrained model and show what it does")
+  p.add_argument("name")
+  p.add_argument("--out", default=None)
+  p.set_defaults(fn=_cmd_run)
+  p = sub.add_parser("download", help="fetch a Hub checkpoint into the HF cache")
+  p.add_argument("repo_id")
+  p.add_argument("--revision", default="main")
+  p.set_defaults(fn=_cmd_download)
+  p = sub.add_parser("push", help="upload a checkpoint (name or directory) to the Hub")
+  p.add_argument("source")
+  p.add_argument("--repo-id", required=True)
+  p.add_argument("--revision", default=None)
+  p.add_argument("--private", action="store_true")
+  p.set_defaults(fn=_cmd_push)
+  p = sub.add_parser("ship", help="embed an exported checkpoint into checkpoints/")
+  p.add_argument("export_dir")
+  p.set_defaults(fn=_cmd_ship)
+  p = sub.add_parser("cards", help="regenerate MODEL_CARDS.md")
+  p.add_argument("--output", default="MODEL_CARDS.md")
+  p.add_argument("--check", action="store_true", help="fail if the file is stale")
+  p.set_defaults(fn=_cmd_cards)
+  args = parser.parse_args(argv)
+  try:
+    return args.fn(args)
+  except errors.ZooError as e:
+    print(f"error: {e.__class__.__name__}: {e}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,233 @@
+"""Where checkpoints come from and go to: the repo's `checkpoints/`, the Hugging Face cache, the Hub.
+
+`resolve(name)` finds a verified checkpoint directory in this order:
+  1. the embedded copy `checkpoints/NAME/` (works offline on a fresh clone; `ZOO_CHECKPOINTS` overrides the folder),
+  2. the Hugging Face cache (no network call),
+  3. the Hub (`hf_hub_download` of `manifest.json`, then of exactly the files it lists: no repo listing, so
+     it also works against mirrors and stays cheap on rate limits).
+The registry pins the sha256 of `manifest.json`; the manifest pins every other file. Every source is checked
+alike, and a file that fails its check is removed from the cache before `CheckpointCorruptError` is raised.
+
+Sources: a registered name (`"massnet-sir"`), `"hf://ORG/REPO[@REVISION]"`, or `"local-dir:PATH"` /
+an existing directory. `HF_ENDPOINT`, `HF_TOKEN`, `HF_HOME`/`HF_HUB_CACHE` and `HF_HUB_OFFLINE` are read
+at call time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pathlib
+import shutil
+import tempfile
+import weakref
+from typing import Any, Iterator
+
+from flax import nnx
+
+from zoo import checkpoint, errors, registry
+
+HF_PREFIX = "hf://"
+LOCAL_PREFIX = "local-dir:"
+
+# Modules made by zoo.create / zoo.load -> (name, model kwargs, manifest or None), for push_to_hub.
+_ORIGIN: "weakref.WeakKeyDictionary[nnx.Module, tuple[str, dict, dict | None]]" = weakref.WeakKeyDictionary()
+
+
+def checkpoints_dir() -> pathlib.Path:
+  """The embedded checkpoints folder: `$ZOO_CHECKPOINTS`, else `checkpoints/` beside the `zoo` package."""
+  env = os.environ.get("ZOO_CHECKPOINTS")
+  return pathlib.Path(env) if env else pathlib.Path(__file__).resolve().parent.parent / "checkpoints"
+
+
+def _endpoint() -> str | None:
+  return os.environ.get("HF_ENDPOINT") or None
+
+
+def _cache_dir() -> str | None:
+  if os.environ.get("HF_HUB_CACHE"):
+    return os.environ["HF_HUB_CACHE"]
+  if os.environ.get("HF_HOME"):
+    return str(pathlib.Path(os.environ["HF_HOME"]) / "hub")
+  return None
+
+
+def _offline() -> bool:
+  return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def parse_hf_uri(uri: str) -> tuple[str, str]:
+  """`"hf://ORG/REPO[@REVISION]"` -> (repo_id, revision)."""
+  body = uri[len(HF_PREFIX):]
+  repo_id, _, revision = body.partition("@")
+  if repo_id.count("/") != 1 or not all(repo_id.split("/")):
+    raise ValueError(f"{uri!r} is not a Hub reference; write 'hf://ORG/REPO' or 'hf://ORG/REPO@REVISION'.")
+  return repo_id, revision or "main"
+
+
+def _remove_cached(path: pathlib.Path) -> None:
+  """Removes a cached snapshot file and the blob it points to (so a bad download is not reused)."""
+  blob = pathlib.Path(os.path.realpath(path))
+  for p in (path, blob):
+    with contextlib.suppress(FileNotFoundError):
+      p.unlink()
+
+
+@contextlib.contextmanager
+def _hub_errors(repo_id: str, revision: str) -> Iterator[None]:
+  """Maps huggingface_hub's exceptions to the zoo's, each saying what to do."""
+  from huggingface_hub import errors as hf_errors  # pylint: disable=import-outside-toplevel
+
+  where = f"{repo_id}@{revision} on {_endpoint() or 'the Hugging Face Hub'}"
+  try:
+    yield
+  except hf_errors.RepositoryNotFoundError as e:
+    raise errors.CheckpointNotFoundError(
+        f"No Hub repo {where} (or it is private: set HF_TOKEN). Check the repo id.") from e
+  except hf_errors.RevisionNotFoundError as e:
+    raise errors.CheckpointNotFoundError(f"Revision {revision!r} not found in {repo_id}.") from e
+  except (hf_errors.EntryNotFoundError, hf_errors.RemoteEntryNotFoundError) as e:
+    raise errors.CheckpointNotFoundError(
+        f"{where} is not a zoo checkpoint: a listed file is missing ({e}). Push it with zoo.push_to_hub.") from e
+  except (hf_errors.OfflineModeIsEnabled, hf_errors.LocalEntryNotFoundError) as e:
+    raise errors.HubUnavailableError(
+        f"{where} is not in the Hugging Face cache ({_cache_dir() or '~/.cache/huggingface/hub'}) and the Hub "
+        f"cannot be reached (HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', '')!r}, or no network). Connect and "
+        f"retry, point HF_ENDPOINT at a mirror, or copy the checkpoint folder here and load it with "
+        f"'local-dir:PATH'.") from e
+  except (OSError, hf_errors.HfHubHTTPError) as e:
+    raise errors.HubUnavailableError(
+        f"Could not reach {where}: {e.__class__.__name__}: {e}. Check the network or HF_ENDPOINT, or use the "
+        f"cache with HF_HUB_OFFLINE=1.") from e
+
+
+def download(repo_id: str, revision: str = "main", expected_sha256: str | None = None,
+             local_files_only: bool = False) -> pathlib.Path:
+  """Fetches the checkpoint at `repo_id@revision` into the HF cache and returns its verified snapshot dir.
+
+  Downloads `manifest.json`, checks it against `expected_sha256`, then downloads exactly the files it lists
+  at the manifest's commit and checks each one. A corrupt file is deleted from the cache, then
+  `CheckpointCorruptError` is raised. `local_files_only` (or HF_HUB_OFFLINE=1) makes no network call.
+  """
+  from huggingface_hub import hf_hub_download  # pylint: disable=import-outside-toplevel
+
+  local = local_files_only or _offline()
+  common = dict(cache_dir=_cache_dir(), endpoint=_endpoint(), local_files_only=local,
+                token=os.environ.get("HF_TOKEN") or None, library_name="nnx-zoo")
+  with _hub_errors(repo_id, revision):
+    manifest_path = pathlib.Path(hf_hub_download(repo_id, checkpoint.MANIFEST, revision=revision, **common))
+  snapshot = manifest_path.parent
+  try:
+    manifest = checkpoint.read_manifest(snapshot, expected_sha256)
+  except errors.CheckpointCorruptError:
+    _remove_cached(manifest_path)
+    raise
+  commit = snapshot.name  # the cache's snapshot folder is the resolved commit: fetch the rest from it
+  for rel, want in manifest["files"].items():
+    with _hub_errors(repo_id, revision):
+      path = pathlib.Path(hf_hub_download(repo_id, rel, revision=commit, **common))
+    got = checkpoint.sha256_file(path)
+    if got != want:
+      _remove_cached(path)
+      raise errors.CheckpointCorruptError(
+          f"{repo_id}@{commit}: {rel} has sha256 {got}, its manifest says {want}. The download is corrupt (it was "
+          f"removed from the cache); retry, and report the repo if it persists.")
+  checkpoint.verify_files(snapshot, manifest)
+  return snapshot
+
+
+def resolve(source: str) -> tuple[pathlib.Path, str | None, str]:
+  """A verified checkpoint directory for `source`; returns (directory, pinned manifest sha256, where)."""
+  if source.startswith(LOCAL_PREFIX) or (os.sep in source and pathlib.Path(source).is_dir()):
+    path = pathlib.Path(source[len(LOCAL_PREFIX):] if source.startswith(LOCAL_PREFIX) else source)
+    if not (path / checkpoint.MANIFEST).is_file():
+      raise errors.CheckpointNotFoundError(f"{path} holds no zoo checkpoint (no {checkpoint.MANIFEST}).")
+    return path, None, f"local directory {path}"
+  if source.startswith(HF_PREFIX):
+    repo_id, revision = parse_hf_uri(source)
+    return download(repo_id, revision), None, f"hf://{repo_id}@{revision}"
+  if "://" in source or source.startswith("hf:"):
+    raise ValueError(f"{source!r}: unknown source prefix. Accepted: a registered name (zoo list), "
+                     f"'hf://ORG/REPO[@REVISION]', or 'local-dir:PATH'.")
+  spec = registry.get_spec(source)
+  pin = spec.pretrained.sha256 if spec.pretrained else None
+  embedded = checkpoints_dir() / spec.name
+  checkpoint.recover(embedded)
+  if (embedded / checkpoint.MANIFEST).is_file():
+    return embedded, pin, f"embedded {embedded}"
+  if spec.pretrained is None:
+    raise errors.CheckpointNotFoundError(
+        f"{spec.name} has no pretrained weights yet. Use zoo.create({spec.name!r}) for a randomly initialised "
+        f"model, or train one: python -m train --config configs/{spec.family.name}.py:VARIANT --workdir DIR.")
+  repo, rev = spec.pretrained.repo_id, spec.pretrained.revision
+  try:
+    return download(repo, rev, pin, local_files_only=True), pin, f"HF cache ({repo}@{rev})"
+  except errors.HubUnavailableError:
+    if _offline():
+      raise
+  return download(repo, rev, pin), pin, f"hf://{repo}@{rev}"
+
+
+def load(source: str, **model_overrides: Any) -> nnx.Module:
+  """The pretrained model for `source` (see `resolve`), verified and in eval mode."""
+  directory, pin, _ = resolve(source)
+  model, manifest = checkpoint.restore(directory, expected_sha256=pin, model_overrides=model_overrides)
+  _ORIGIN[model] = (manifest["name"], {**manifest["model_kwargs"], **model_overrides}, manifest)
+  return model
+
+
+def create(name: str, seed: int = 0, **overrides: Any) -> nnx.Module:
+  """A randomly initialised model of the registered variant `name` (weights from `seed`)."""
+  spec = registry.get_spec(name)
+  model = spec.build(seed, **overrides)
+  _ORIGIN[model] = (name, {**spec.kwargs, **overrides}, None)
+  return model
+
+
+def push_to_hub(model_or_dir: nnx.Module | str | os.PathLike, repo_id: str, *, name: str | None = None,
+                revision: str | None = None, private: bool = False, token: str | None = None,
+                commit_message: str | None = None) -> str:
+  """Uploads a checkpoint (a module, or a checkpoint directory) to `repo_id` in one commit; returns its URL.
+
+  A module is saved first (with its manifest and card); a directory is verified before anything is sent, so
+  a corrupt checkpoint is never published. The repo is created if needed (`exist_ok=True`).
+  """
+  from huggingface_hub import HfApi  # pylint: disable=import-outside-toplevel
+
+  with contextlib.ExitStack() as stack:
+    if isinstance(model_or_dir, nnx.Module):
+      origin = _ORIGIN.get(model_or_dir)
+      name = name or (origin[0] if origin else None)
+      if name is None:
+        raise ValueError("push_to_hub needs name= for a module not made by zoo.create / zoo.load.")
+      manifest = origin[2] if origin else None
+      folder = pathlib.Path(stack.enter_context(tempfile.TemporaryDirectory())) / name
+      checkpoint.save(model_or_dir, folder, name=name, model_kwargs=origin[1] if origin else None,
+                      config=(manifest or {}).get("config"), metrics=(manifest or {}).get("metrics"),
+                      card_sections=(manifest or {}).get("card_sections"))
+    else:
+      folder = pathlib.Path(model_or_dir)
+    manifest = checkpoint.read_manifest(folder)
+    checkpoint.verify_files(folder, manifest)
+    api = HfApi(endpoint=_endpoint(), token=token or os.environ.get("HF_TOKEN") or None,
+                library_name="nnx-zoo")
+    with _hub_errors(repo_id, revision or "main"):
+      api.create_repo(repo_id, private=private, exist_ok=True)
+      info = api.upload_folder(
+          folder_path=str(folder), repo_id=repo_id, revision=revision,
+          commit_message=commit_message or f"Upload {manifest['name']} (nnx-zoo)")
+  return str(info.commit_url)
+
+
+def ship(export_dir: str | os.PathLike) -> tuple[pathlib.Path, str]:
+  """Copies a verified exported checkpoint into `checkpoints/NAME` (atomically); returns (path, manifest sha256)."""
+  export_dir = pathlib.Path(export_dir)
+  manifest = checkpoint.read_manifest(export_dir)
+  checkpoint.verify_files(export_dir, manifest)
+  target = checkpoints_dir() / manifest["name"]
+  target.parent.mkdir(parents=True, exist_ok=True)
+  tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+  shutil.rmtree(tmp)
+  shutil.copytree(export_dir, tmp)
+  checkpoint._replace_dir(tmp, target)  # pylint: disable=protected-access
+  return target, checkpoint.sha256_file(target / checkpoint.MANIFEST)
