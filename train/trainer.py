@@ -66,10 +66,6 @@ def batch_order(seed: int, epoch: int, num_examples: int, batch_size: int) -> np
   return perm[: steps * batch_size].reshape(steps, batch_size)
 
 
-def _storable(tree: Any) -> Any:
-  return checkpoint._storable(tree)  # pylint: disable=protected-access
-
-
 class _Run:
   """State of one training run: model, optimizer, sharding, checkpoint manager."""
 
@@ -97,8 +93,8 @@ class _Run:
     self.model_kwargs = {**self.spec.kwargs, **config.model_overrides.to_dict()}
     self.model = self.spec.build(config.seed, **config.model_overrides.to_dict())
     self.optimizer = nnx.Optimizer(self.model, make_optimizer(config.optimizer, self.total_steps, self.steps_per_epoch), wrt=nnx.Param)
-    state = jax.device_put(nnx.state(self.optimizer), self.replicated)
-    nnx.update(self.optimizer, state)
+    nnx.update(self.model, jax.device_put(nnx.state(self.model), self.replicated))
+    nnx.update(self.optimizer, jax.device_put(nnx.state(self.optimizer), self.replicated))
 
     sign = -1.0 if config.best_mode == "min" else 1.0
     policy = ocp.checkpoint_managers.AnyPreservationPolicy([
@@ -113,20 +109,23 @@ class _Run:
 
   # -- checkpoint state: model + optimizer (incl. step and PRNG state) ------------------------------
 
-  def _state_tree(self) -> dict:
-    return _storable(nnx.state(self.optimizer).to_pure_dict())
+  def _states(self) -> dict[str, nnx.State]:
+    return {"model": nnx.state(self.model), "optimizer": nnx.state(self.optimizer)}
 
   def save(self, step: int, metrics: dict[str, float] | None) -> None:
-    self.manager.save(step, args=ocp.args.StandardSave(self._state_tree()), metrics=metrics, force=True)
+    tree = {k: checkpoint._storable(v.to_pure_dict()) for k, v in self._states().items()}  # pylint: disable=protected-access
+    self.manager.save(step, args=ocp.args.StandardSave(tree), metrics=metrics, force=True)
 
   def restore(self, step: int) -> None:
-    state = nnx.state(self.optimizer)
-    abstract = state.to_pure_dict()
+    """Model weights, optimizer moments and step, PRNG state: everything a bit-exact resume needs."""
+    states = self._states()
+    abstract = {k: v.to_pure_dict() for k, v in states.items()}
     target = checkpoint._storable_target(abstract)  # pylint: disable=protected-access
     restored = self.manager.restore(step, args=ocp.args.StandardRestore(target))
-    restored = checkpoint._from_storable(restored, abstract)  # pylint: disable=protected-access
-    nnx.replace_by_pure_dict(state, jax.device_put(restored, self.replicated))
-    nnx.update(self.optimizer, state)
+    restored = jax.device_put(checkpoint._from_storable(restored, abstract), self.replicated)  # pylint: disable=protected-access
+    for key, obj in (("model", self.model), ("optimizer", self.optimizer)):
+      nnx.replace_by_pure_dict(states[key], restored[key])
+      nnx.update(obj, states[key])
 
   # -- the loop -----------------------------------------------------------------------------------
 

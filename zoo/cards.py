@@ -24,6 +24,11 @@ def _fmt(value: Any) -> str:
   return str(value)
 
 
+def _cell(text: str) -> str:
+  """Text safe inside a markdown table cell."""
+  return str(text).replace("|", "\\|").replace("\n", " ")
+
+
 def _flat_metrics(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
   out: dict[str, Any] = {}
   for k, v in metrics.items():
@@ -65,7 +70,7 @@ def render(manifest: Mapping[str, Any], spec: registry.ModelSpec) -> str:
   checks = manifest.get("checks") or []
   if checks:
     lines += ["| check | passed | value | bound |", "|---|---|---|---|"]
-    lines += [f"| {c['name']} | {'yes' if c['passed'] else '**NO**'} | {_fmt(c['value'])} | "
+    lines += [f"| {_cell(c['name'])} | {'yes' if c['passed'] else '**NO**'} | {_fmt(c['value'])} | "
               f"{_fmt(c['bound'])} |" for c in checks]
   else:
     lines += ["(no checks recorded)"]
@@ -75,7 +80,9 @@ def render(manifest: Mapping[str, Any], spec: registry.ModelSpec) -> str:
             f"Measured by the family's eval code (`zoo.models.{spec.family.name}.evaluate`) on the "
             f"`{(manifest.get('config') or {}).get('eval_split', 'test')}` split of `{spec.dataset}`.", ""]
   if metrics:
-    lines += ["| metric | value |", "|---|---|"] + [f"| {k} | {_fmt(v)} |" for k, v in sorted(metrics.items())]
+    ref = spec.reference
+    lines += ["| metric | value | paper / reference |", "|---|---|---|"]
+    lines += [f"| {k} | {_fmt(v)} | {_cell(ref.get(k, ''))} |" for k, v in sorted(metrics.items())]
   lines += [""]
   for title, body in (manifest.get("card_sections") or {}).items():
     lines += [f"## {title}", "", body.strip(), ""]
@@ -121,7 +128,6 @@ def index_markdown(checkpoints: pathlib.Path | None) -> str:
       card = f"[card](checkpoints/{spec.name}/README.md)"
     else:
       shown, verified, card = "not trained yet" if spec.pretrained is None else "not embedded", "-", "-"
-    guarantee = spec.guarantee.replace("|", "\\|")
-    lines.append(f"| `{spec.name}` | {spec.family.name} | {spec.dataset} | {guarantee} | {verified} | "
+    lines.append(f"| `{spec.name}` | {spec.family.name} | {spec.dataset} | {_cell(spec.guarantee)} | {verified} | "
                  f"{shown} | {card} |")
   return "\n".join(lines) + "\n"

@@ -205,6 +205,22 @@ def save(
   return directory
 
 
+def refresh_card(directory: str | os.PathLike) -> str:
+  """Re-renders README.md from the manifest and the current registry text, re-hashes, and returns the new
+  manifest sha256 (to pin). The weights are untouched; the checkpoint is verified first."""
+  from zoo import cards  # pylint: disable=import-outside-toplevel
+
+  directory = pathlib.Path(directory)
+  manifest = read_manifest(directory)
+  verify_files(directory, manifest)
+  cards.write_card(directory, manifest, registry.get_spec(manifest["name"]))
+  manifest["files"] = {f: sha256_file(directory / f) for f in _files(directory)}
+  tmp = directory / f".{MANIFEST}.tmp"
+  tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+  os.replace(tmp, directory / MANIFEST)
+  return sha256_file(directory / MANIFEST)
+
+
 # --- verifying and restoring ----------------------------------------------------------------------
 
 

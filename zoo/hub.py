@@ -81,20 +81,21 @@ def _hub_errors(repo_id: str, revision: str) -> Iterator[None]:
   where = f"{repo_id}@{revision} on {_endpoint() or 'the Hugging Face Hub'}"
   try:
     yield
+  # LocalEntryNotFoundError subclasses EntryNotFoundError: the offline case is matched first.
   except hf_errors.RepositoryNotFoundError as e:
     raise errors.CheckpointNotFoundError(
         f"No Hub repo {where} (or it is private: set HF_TOKEN). Check the repo id.") from e
   except hf_errors.RevisionNotFoundError as e:
     raise errors.CheckpointNotFoundError(f"Revision {revision!r} not found in {repo_id}.") from e
-  except (hf_errors.EntryNotFoundError, hf_errors.RemoteEntryNotFoundError) as e:
-    raise errors.CheckpointNotFoundError(
-        f"{where} is not a zoo checkpoint: a listed file is missing ({e}). Push it with zoo.push_to_hub.") from e
   except (hf_errors.OfflineModeIsEnabled, hf_errors.LocalEntryNotFoundError) as e:
     raise errors.HubUnavailableError(
         f"{where} is not in the Hugging Face cache ({_cache_dir() or '~/.cache/huggingface/hub'}) and the Hub "
         f"cannot be reached (HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', '')!r}, or no network). Connect and "
         f"retry, point HF_ENDPOINT at a mirror, or copy the checkpoint folder here and load it with "
         f"'local-dir:PATH'.") from e
+  except (hf_errors.EntryNotFoundError, hf_errors.RemoteEntryNotFoundError) as e:
+    raise errors.CheckpointNotFoundError(
+        f"{where} is not a zoo checkpoint: a listed file is missing ({e}). Push it with zoo.push_to_hub.") from e
   except (OSError, hf_errors.HfHubHTTPError) as e:
     raise errors.HubUnavailableError(
         f"Could not reach {where}: {e.__class__.__name__}: {e}. Check the network or HF_ENDPOINT, or use the "
@@ -220,7 +221,8 @@ def push_to_hub(model_or_dir: nnx.Module | str | os.PathLike, repo_id: str, *, n
 
 
 def ship(export_dir: str | os.PathLike) -> tuple[pathlib.Path, str]:
-  """Copies a verified exported checkpoint into `checkpoints/NAME` (atomically); returns (path, manifest sha256)."""
+  """Copies a verified exported checkpoint into `checkpoints/NAME` (atomically), re-rendering its card from the
+  registry; returns (path, manifest sha256 to pin in the registry)."""
   export_dir = pathlib.Path(export_dir)
   manifest = checkpoint.read_manifest(export_dir)
   checkpoint.verify_files(export_dir, manifest)
@@ -229,5 +231,6 @@ def ship(export_dir: str | os.PathLike) -> tuple[pathlib.Path, str]:
   tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
   shutil.rmtree(tmp)
   shutil.copytree(export_dir, tmp)
+  checkpoint.refresh_card(tmp)  # the card follows the registry's current text
   checkpoint._replace_dir(tmp, target)  # pylint: disable=protected-access
   return target, checkpoint.sha256_file(target / checkpoint.MANIFEST)

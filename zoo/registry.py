@@ -108,6 +108,7 @@ class ModelSpec:
   pretrained: Pretrained | None = None
   license: str = "apache-2.0"
   deviations: str = ""
+  reference: dict[str, str] = dataclasses.field(default_factory=dict)
 
   def build(self, seed: int = 0, **overrides: Any) -> nnx.Module:
     """A freshly initialised module (random weights from `seed`)."""
@@ -135,6 +136,7 @@ class ModelSpec:
         "license": self.license,
         "paper": self.family.paper,
         "deviations": self.deviations,
+        "reference": dict(self.reference),
         "float64": self.family.x64,
     }
 
@@ -153,8 +155,13 @@ def register(
     pretrained: Pretrained | None = None,
     license: str = "apache-2.0",
     deviations: str = "",
+    reference: dict[str, str] | None = None,
 ) -> Callable[[Callable[[], dict[str, Any]]], Callable[[], dict[str, Any]]]:
-  """Registers the decorated function's keyword arguments as the variant `name` of `family`."""
+  """Registers the decorated function's keyword arguments as the variant `name` of `family`.
+
+  `reference` maps a metric name to the paper's (or official code's) number for it, as text with its source;
+  cards show it beside the measured value.
+  """
 
   def decorator(fn: Callable[[], dict[str, Any]]) -> Callable[[], dict[str, Any]]:
     if name in _REGISTRY:
@@ -163,7 +170,7 @@ def register(
         name=name, family=family, kwargs=dict(fn()), dataset=dataset,
         input_shape=tuple(input_shape), guarantee=guarantee,
         description=(fn.__doc__ or "").strip(), tags=tuple(tags), pretrained=pretrained,
-        license=license, deviations=deviations.strip())
+        license=license, deviations=deviations.strip(), reference=dict(reference or {}))
     return fn
 
   return decorator

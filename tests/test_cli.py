@@ -1,0 +1,34 @@
+"""The `zoo` command line on the embedded model."""
+
+import json
+
+from zoo import cli
+
+
+def test_list_info_verify(capsys):
+  assert cli.main(["list", "mass*"]) == 0
+  assert "massnet-sir" in capsys.readouterr().out
+  assert cli.main(["info", "massnet-sir"]) == 0
+  assert json.loads(capsys.readouterr().out)["family"] == "massnet"
+  assert cli.main(["verify", "massnet-sir"]) == 0
+  assert "verified" in capsys.readouterr().out
+
+
+def test_unknown_name_is_a_clear_error(capsys):
+  assert cli.main(["info", "massnet-sri"]) == 2
+  err = capsys.readouterr().err
+  assert "UnknownModelError" in err and "massnet-sir" in err
+
+
+def test_run_prints_metrics_and_plots(tmp_path, capsys):
+  assert cli.main(["run", "massnet-sir", "--out", str(tmp_path)]) == 0
+  out = capsys.readouterr().out
+  assert "test_mse" in out and list(tmp_path.glob("*.png"))
+
+
+def test_cards_check_detects_staleness(tmp_path, capsys):
+  stale = tmp_path / "MODEL_CARDS.md"
+  stale.write_text("old\n")
+  assert cli.main(["cards", "--output", str(stale), "--check"]) == 1
+  assert cli.main(["cards", "--output", str(stale)]) == 0
+  assert cli.main(["cards", "--output", str(stale), "--check"]) == 0
