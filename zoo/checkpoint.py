@@ -290,7 +290,7 @@ def restore(
   """Verifies and restores the checkpoint at `directory`; returns `(model in eval mode, manifest)`."""
   import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
 
-  directory = pathlib.Path(directory)
+  directory = pathlib.Path(directory).absolute()  # orbax's metadata() needs an absolute path
   recover(directory)
   manifest = read_manifest(directory, expected_sha256)
   verify_files(directory, manifest)
