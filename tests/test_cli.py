@@ -32,3 +32,24 @@ def test_cards_check_detects_staleness(tmp_path, capsys):
   assert cli.main(["cards", "--output", str(stale), "--check"]) == 1
   assert cli.main(["cards", "--output", str(stale)]) == 0
   assert cli.main(["cards", "--output", str(stale), "--check"]) == 0
+
+
+def test_ship_adds_card_sections_and_prints_the_pin(tmp_path, monkeypatch, capsys):
+  import shutil
+
+  from zoo import checkpoint, hub
+
+  export = tmp_path / "export"
+  shutil.copytree(hub.checkpoints_dir() / "massnet-sir", export)
+  table = tmp_path / "bench.md"
+  table.write_text("| a | b |\n|---|---|\n| 1 | 2 |\n")
+  monkeypatch.setenv("ZOO_CHECKPOINTS", str(tmp_path / "ckpts"))
+  assert cli.main(["ship", str(export), "--section", f"Side by side={table}"]) == 0
+  out = capsys.readouterr().out
+  shipped = tmp_path / "ckpts" / "massnet-sir"
+  assert checkpoint.sha256_file(shipped / "manifest.json") in out
+  card = (shipped / "README.md").read_text()
+  assert "## Side by side" in card and "| 1 | 2 |" in card
+  checkpoint.verify_files(shipped, checkpoint.read_manifest(shipped))
+  assert cli.main(["ship", str(export), "--section", "no-equals-sign"]) == 2
+  assert "TITLE=FILE.md" in capsys.readouterr().err

@@ -127,6 +127,16 @@ class _Run:
       nnx.replace_by_pure_dict(states[key], restored[key])
       nnx.update(obj, states[key])
 
+  def init_from(self, source: str) -> None:
+    """Starts from the weights of a zoo model (matching paths and shapes; through quantization wrappers)."""
+    from zoo import hub, quant  # pylint: disable=import-outside-toplevel
+
+    copied = quant.transfer(hub.load(source), self.model)
+    if not copied:
+      raise ValueError(f"init_from={source!r}: no variable of it matches {self.config.model} (paths and shapes).")
+    nnx.update(self.model, jax.device_put(nnx.state(self.model), self.replicated))
+    logging.info("Initialised %d variables from %s", len(copied), source)
+
   # -- the loop -----------------------------------------------------------------------------------
 
   def evaluate(self) -> dict[str, float]:
@@ -168,6 +178,8 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict[str
     logging.info("Resumed %s from step %d in %s", config.model, step, workdir)
   else:
     logging.info("Training %s from scratch (seed %d) on %d device(s)", config.model, config.seed, len(jax.devices()))
+    if config.get("init_from"):
+      run.init_from(config.init_from)
 
   # 4. train
   run.model.train()
@@ -204,16 +216,21 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict[str
   if best is not None and best != step:
     run.restore(best)
   run.model.eval()
-  metrics = {k: float(v) for k, v in family.evaluate(run.model, run.eval_data).items()}
+  model, model_kwargs = run.model, run.model_kwargs
+  if family.export:
+    model, model_kwargs = family.export(model, dict(model_kwargs))
+    model.eval()
+  metrics = {k: float(v) for k, v in family.evaluate(model, run.eval_data).items()}
   result.update(metrics=metrics, best_step=best)
   if config.export:
-    checks = list(family.verify(run.model))
+    checks = list(family.verify(model))
+    sections = family.card_sections(model, metrics) if family.card_sections else None
     with tempfile.TemporaryDirectory() as tmp:
-      plots = list(family.plot(run.model, run.eval_data, pathlib.Path(tmp))) if family.plot else []
+      plots = list(family.plot(model, run.eval_data, pathlib.Path(tmp))) if family.plot else []
       export = checkpoint.save(
-          run.model, workdir / "export", name=config.model, model_kwargs=run.model_kwargs,
+          model, workdir / "export", name=config.model, model_kwargs=model_kwargs,
           config=config.to_dict(), metrics={**metrics, "train_steps": step, "best_step": best}, checks=checks,
-          plots=plots)
+          plots=plots, card_sections=sections)
     result["export"] = str(export)
     result["checks"] = [str(c) for c in checks]
     for c in checks:

@@ -205,14 +205,19 @@ def save(
   return directory
 
 
-def refresh_card(directory: str | os.PathLike) -> str:
+def refresh_card(directory: str | os.PathLike, sections: Mapping[str, str] | None = None) -> str:
   """Re-renders README.md from the manifest and the current registry text, re-hashes, and returns the new
-  manifest sha256 (to pin). The weights are untouched; the checkpoint is verified first."""
+  manifest sha256 (to pin). The weights are untouched; the checkpoint is verified first.
+
+  `sections` ({title: markdown}, e.g. a benchmark's table) are added to the manifest's card sections (a title
+  already there is replaced)."""
   from zoo import cards  # pylint: disable=import-outside-toplevel
 
   directory = pathlib.Path(directory)
   manifest = read_manifest(directory)
   verify_files(directory, manifest)
+  if sections:
+    manifest["card_sections"] = {**(manifest.get("card_sections") or {}), **sections}
   cards.write_card(directory, manifest, registry.get_spec(manifest["name"]))
   manifest["files"] = {f: sha256_file(directory / f) for f in _files(directory)}
   tmp = directory / f".{MANIFEST}.tmp"

@@ -2,7 +2,7 @@
 
     zoo list ['mass*'] [--pretrained]       zoo info NAME            zoo verify NAME|hf://ORG/REPO@REV|DIR
     zoo run NAME [--out DIR]                zoo download ORG/REPO [--revision REV]
-    zoo push NAME|DIR --repo-id ORG/NAME    zoo ship WORKDIR/export  zoo cards [--check]
+    zoo push NAME|DIR --repo-id ORG/NAME    zoo ship WORKDIR/export [--section TITLE=FILE.md]  zoo cards [--check]
     zoo train --config configs/FAMILY.py:VARIANT --workdir DIR       (same as python -m train)
 """
 
@@ -71,7 +71,7 @@ def _cmd_run(args) -> int:
   print(f"{name} ({spec.family.name}): {spec.description}")
   with spec.family.precision():
     if spec.family.demo is not None:
-      print(spec.family.demo(model, out))
+      print(spec.family.demo(model, out, spec.dataset))
     else:
       data = zoo.data.load(spec.dataset, "test")
       metrics = spec.family.evaluate(model, data)
@@ -101,7 +101,13 @@ def _cmd_push(args) -> int:
 def _cmd_ship(args) -> int:
   from zoo import hub  # pylint: disable=import-outside-toplevel
 
-  path, sha = hub.ship(args.export_dir)
+  sections = {}
+  for item in args.section:
+    title, sep, file = item.partition("=")
+    if not sep or not pathlib.Path(file).is_file():
+      raise errors.ZooError(f"--section takes TITLE=FILE.md with an existing file; got {item!r}.")
+    sections[title] = pathlib.Path(file).read_text()
+  path, sha = hub.ship(args.export_dir, sections)
   print(f"shipped to {path}\npin it in the registry: sha256={sha!r}")
   return 0
 
@@ -155,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
   p.set_defaults(fn=_cmd_push)
   p = sub.add_parser("ship", help="embed an exported checkpoint into checkpoints/")
   p.add_argument("export_dir")
+  p.add_argument("--section", action="append", default=[], metavar="TITLE=FILE.md",
+                 help="add a card section from a markdown file (e.g. a benchmark table); repeatable")
   p.set_defaults(fn=_cmd_ship)
   p = sub.add_parser("cards", help="regenerate MODEL_CARDS.md")
   p.add_argument("--output", default="MODEL_CARDS.md")

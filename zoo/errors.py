@@ -51,3 +51,7 @@ class GuaranteeViolation(ZooError):
 
 class CheckpointNotFoundError(ZooError, FileNotFoundError):
   """No checkpoint where one was asked for (a model without pretrained weights, a missing Hub repo or file)."""
+
+
+class UnsafeStateError(ZooError, ValueError):
+  """A state outside the safe set where the model's forward-invariance guarantee needs it inside."""

@@ -21,7 +21,7 @@ import pathlib
 import shutil
 import tempfile
 import weakref
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 from flax import nnx
 
@@ -220,9 +220,9 @@ def push_to_hub(model_or_dir: nnx.Module | str | os.PathLike, repo_id: str, *, n
   return str(info.commit_url)
 
 
-def ship(export_dir: str | os.PathLike) -> tuple[pathlib.Path, str]:
+def ship(export_dir: str | os.PathLike, sections: Mapping[str, str] | None = None) -> tuple[pathlib.Path, str]:
   """Copies a verified exported checkpoint into `checkpoints/NAME` (atomically), re-rendering its card from the
-  registry; returns (path, manifest sha256 to pin in the registry)."""
+  registry (plus `sections`, {title: markdown}); returns (path, manifest sha256 to pin in the registry)."""
   export_dir = pathlib.Path(export_dir)
   manifest = checkpoint.read_manifest(export_dir)
   checkpoint.verify_files(export_dir, manifest)
@@ -231,6 +231,6 @@ def ship(export_dir: str | os.PathLike) -> tuple[pathlib.Path, str]:
   tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
   shutil.rmtree(tmp)
   shutil.copytree(export_dir, tmp)
-  checkpoint.refresh_card(tmp)  # the card follows the registry's current text
+  checkpoint.refresh_card(tmp, sections)  # the card follows the registry's current text
   checkpoint._replace_dir(tmp, target)  # pylint: disable=protected-access
   return target, checkpoint.sha256_file(target / checkpoint.MANIFEST)

@@ -56,8 +56,11 @@ class Family:
     evaluate: `evaluate(model, data) -> {metric: float}` on a whole split (dict of numpy arrays).
     verify: `verify(model) -> list[Check]`: the structural guarantee, checked on the given weights.
     plot: optional `plot(model, data, outdir) -> list[pathlib.Path]` (PNG files for the card).
-    demo: optional `demo(model, outdir) -> str`: what `zoo run NAME` shows (text; plots into outdir). Without
+    demo: optional `demo(model, outdir, dataset) -> str`: what `zoo run NAME` shows (text; plots into outdir). Without
       it, `zoo run` evaluates on the test split and plots.
+    export: optional `export(model, kwargs) -> (model, kwargs)`: the form that ships (e.g. packed quantized
+      weights), applied by the trainer to the best model before it is evaluated, verified and saved.
+    card_sections: optional `card_sections(model, metrics) -> {title: markdown}`: extra card sections.
     paper: citation of the paper the family follows.
     x64: the family computes in float64; the zoo builds, trains and evaluates it under `jax.enable_x64`.
   """
@@ -69,6 +72,8 @@ class Family:
   verify: Callable[..., list[Check]]
   plot: Callable[..., list[Any]] | None = None
   demo: Callable[..., str] | None = None
+  export: Callable[..., tuple[Any, dict]] | None = None
+  card_sections: Callable[..., dict[str, str]] | None = None
   paper: str = ""
   x64: bool = False
 

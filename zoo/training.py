@@ -50,6 +50,7 @@ def base_config(model: str, dataset: str) -> ml_collections.ConfigDict:
   c.best_mode = "min"
   c.max_train_examples = 0             # 0 = the whole split; smoke runs take a few
   c.max_eval_examples = 0
+  c.init_from = ""                     # a zoo source (name, hf://, local-dir:) whose weights start a fresh run
   c.export = True                      # write WORKDIR/export (a zoo checkpoint with card) at the end
   c.smoke = False
   return c
