@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/zoo run massnet-sir
+	$(VENV)/bin/zoo run elcd-lasa8d
 
 test: $(STAMP)
 	$(PY) -m pytest -q
