@@ -48,6 +48,19 @@ def test_smoke_run_exports_a_verified_checkpoint(tmp_path):
   assert (tmp_path / "run" / "export" / "README.md").read_text().startswith("---")
 
 
+def test_init_from_starts_at_the_shipped_weights(tmp_path):
+  import jax
+  from flax import nnx
+
+  import zoo
+  _train(tmp_path / "run", "--config.init_from=massnet-sir", "--config.optimizer.lr=0.0")
+  leaves, _ = _export_leaves(tmp_path / "run")  # lr 0: the export is the starting point
+  shipped = [np.asarray(x) for x in jax.tree.leaves(nnx.state(zoo.load("massnet-sir")).to_pure_dict())]
+  assert len(leaves) == len(shipped)
+  for a, b in zip(leaves, shipped):
+    np.testing.assert_array_equal(a, b)
+
+
 def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path):
   flags = ["--config.epochs=3", "--config.max_train_examples=900", "--config.checkpoint_every_steps=2"]
   _train(tmp_path / "straight", *flags)

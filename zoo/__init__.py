@@ -50,10 +50,10 @@ def verify(model: Any, name: str | None = None) -> list[Check]:
     return list(spec.family.verify(model))
 
 
-def quantize(model: Any, method: str = "idkm", **kwargs: Any) -> Any:
-  """Clustering-aware quantization of a zoo model (see `zoo.quant`)."""
+def quantize(model: Any, method: str = "idkm", bits: int = 4, dim: int = 1, tau: float = 1e-4, iters: int = 5,
+             **kwargs: Any) -> Any:
+  """Wraps `model`'s layers for clustering-aware training with k = 2^bits centroids of d-dim weight vectors:
+  method "dkm" | "idkm" | "idkm-jfb" (see `zoo.quant.quantize`; `zoo.quant.export` packs for shipping)."""
   from zoo import quant  # pylint: disable=import-outside-toplevel
 
-  if not hasattr(quant, "quantize"):
-    raise NotImplementedError("zoo.quant.quantize is not available in this version of nnx-zoo.")
-  return quant.quantize(model, method=method, **kwargs)
+  return quant.quantize(model, method=method, bits=bits, dim=dim, tau=tau, iters=iters, **kwargs)

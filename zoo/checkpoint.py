@@ -79,11 +79,14 @@ def _storable(tree: Any) -> Any:
 
 
 def _storable_target(tree: Any) -> Any:
+  # Restore onto the default device (not the saving run's mesh): jit caches then match freshly built models.
+  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+
   def leaf(x):
     if _is_key(x):
       data = jax.eval_shape(jax.random.key_data, x)
-      return jax.ShapeDtypeStruct(data.shape, data.dtype)
-    return jax.ShapeDtypeStruct(x.shape, x.dtype)
+      return jax.ShapeDtypeStruct(data.shape, data.dtype, sharding=device)
+    return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device)
   return jax.tree.map(leaf, tree)
 
 

@@ -106,7 +106,10 @@ def _cmd_ship(args) -> int:
     title, sep, file = item.partition("=")
     if not sep or not pathlib.Path(file).is_file():
       raise errors.ZooError(f"--section takes TITLE=FILE.md with an existing file; got {item!r}.")
-    sections[title] = pathlib.Path(file).read_text()
+    text = pathlib.Path(file).read_text()
+    if text.startswith("# "):  # the file's own title: the section's title replaces it
+      text = text.split("\n", 1)[1] if "\n" in text else ""
+    sections[title] = text
   path, sha = hub.ship(args.export_dir, sections)
   print(f"shipped to {path}\npin it in the registry: sha256={sha!r}")
   return 0

@@ -19,10 +19,10 @@ Every constraint is written `a_i·θ + c_i >= 0` (a = L_G b: (m, n), c = L_F b +
 * `active_set_qp` — a few constraints (m <= 4), exact: every one of the 2^m active sets gives the KKT
   point of its equality-constrained problem; the optimum is the cheapest primal-feasible one. Gradients
   flow through the selected candidate's closed form (exact wherever the active set is locally constant).
-* `qpax_qp` — any m, through `qpax`'s differentiable primal-dual interior point on the *elastic* (exact
-  L1-penalty) form min ||θ-θ_ref||² + ρ Σ s_i  s.t. a_i·θ + c_i + s_i >= 0, s >= 0: it always has a solution,
-  equals the CBF-QP whenever ρ exceeds the largest multiplier (ρ scales with the problem, see below), and
-  its gradient is qpax's implicit differentiation of the KKT system.
+* `qpax_qp` — any m, through `qpax`'s primal-dual interior point on the *elastic* (exact L1-penalty) form
+  min ||θ-θ_ref||² + ρ Σ s_i  s.t. a_i·θ + c_i + s_i >= 0, s >= 0: it always has a solution and equals the
+  CBF-QP whenever ρ exceeds the largest multiplier (ρ scales with the problem, see below); its gradient is
+  the implicit function theorem on the KKT system of the active set qpax identified.
 
 Rows are normalised (a_i/||a_i||, c_i/||a_i||) before solving; this does not change the feasible set and
 makes the QP well conditioned when ||a_i|| is small (e.g. a hidden unit close to zero).
@@ -47,10 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from zoo import errors
-
-
-class UnsafeStateError(errors.ZooError, ValueError):
-  """A state outside the safe set where the model's forward-invariance guarantee needs it inside."""
+from zoo.errors import UnsafeStateError  # re-exported
 
 
 class CBFSolution(NamedTuple):
@@ -59,7 +56,8 @@ class CBFSolution(NamedTuple):
   Attributes:
     theta: (n,) the solution θ_c*.
     violation: () max_i max(0, -(a_i·θ + c_i)); 0 up to rounding when `infeasible` is False.
-    infeasible: () bool, True when the solver found no θ satisfying every constraint.
+    infeasible: () bool, True when the solver found no θ satisfying every constraint (for `qpax_qp` also when
+      its interior point did not converge: no certified solution).
   """
 
   theta: jax.Array
@@ -117,7 +115,7 @@ class Obstacles:
       raise errors.InputShapeError(f"obstacle radii and gains must be > 0; got radii={radii}, gains={gains}.")
     if np.any((powers < 2) | (powers % 2 != 0)):
       raise errors.InputShapeError(f"obstacle powers must be even integers >= 2; got {powers}.")
-    return cls(jnp.asarray(centers), jnp.asarray(radii), jnp.asarray(gains), jnp.asarray(powers))
+    return cls(centers, radii, gains, powers)  # numpy float64: exact under jax.enable_x64, cast on use
 
   @property
   def count(self) -> int:
@@ -184,9 +182,9 @@ def _feas_tol(dtype) -> float:
 
 def _normalise(a: jax.Array, c: jax.Array):
   """Rows scaled to unit ||a_i||; degenerate rows (||a_i|| ~ 0) become (0, c_i)."""
-  norm = jnp.linalg.norm(a, axis=-1)
-  degenerate = norm <= _tiny(a.dtype)
-  safe = jnp.where(degenerate, 1.0, norm)
+  sq = jnp.sum(a * a, axis=-1)
+  degenerate = sq <= _tiny(a.dtype) ** 2
+  safe = jnp.sqrt(jnp.where(degenerate, 1.0, sq))  # double where: a finite gradient at a = 0
   a_hat = jnp.where(degenerate[:, None], 0.0, a / safe[:, None])
   c_hat = jnp.where(degenerate, c, c / safe)
   return a_hat, c_hat, degenerate
@@ -222,6 +220,32 @@ def _subset_table(m: int) -> np.ndarray:
   return np.array(list(itertools.product((0.0, 1.0), repeat=m)), dtype=float)  # (2^m, m)
 
 
+def _small_spd_solve(mat: jax.Array, rhs: jax.Array, pivot_tol: float) -> tuple[jax.Array, jax.Array]:
+  """x = mat⁻¹ rhs for a small symmetric (m, m) matrix by an unrolled LDLᵀ (elementwise ops: fast under vmap).
+
+  Returns (x, ok); ok is False when a pivot is <= pivot_tol (singular or indefinite); then the failing pivots
+  are replaced by 1 so that x and its gradient stay finite.
+  """
+  m = mat.shape[0]
+  low = [[None] * m for _ in range(m)]
+  piv = [None] * m
+  ok = jnp.array(True)
+  for j in range(m):
+    dj = mat[j, j] - sum(low[j][k] ** 2 * piv[k] for k in range(j))
+    good = dj > pivot_tol
+    ok = ok & good
+    piv[j] = jnp.where(good, dj, 1.0)
+    for i in range(j + 1, m):
+      low[i][j] = (mat[i, j] - sum(low[i][k] * low[j][k] * piv[k] for k in range(j))) / piv[j]
+  z = []
+  for i in range(m):
+    z.append(rhs[i] - sum(low[i][k] * z[k] for k in range(i)))
+  x = [None] * m
+  for i in reversed(range(m)):
+    x[i] = z[i] / piv[i] - sum(low[k][i] * x[k] for k in range(i + 1, m))
+  return jnp.stack(x), ok
+
+
 def active_set_qp(theta_ref: jax.Array, a: jax.Array, c: jax.Array) -> CBFSolution:
   """Exact CBF-QP for a few constraints by enumerating the 2^m active sets (m <= 4).
 
@@ -246,13 +270,10 @@ def active_set_qp(theta_ref: jax.Array, a: jax.Array, c: jax.Array) -> CBFSoluti
   gap = a_hat @ theta_ref + c_hat  # (m,)
 
   def candidate(mask):
-    mm = mask[:, None] * mask[None, :]
-    mat = gram * mm + jnp.diag(1.0 - mask)
-    eig_min = jnp.min(jnp.linalg.eigvalsh(jax.lax.stop_gradient(mat)))
-    ok = (eig_min > 1e3 * _feas_tol(dtype) ** 2) & ~jnp.any((mask > 0) & degenerate)
-    mat_safe = jnp.where(ok, mat, jnp.eye(m, dtype=dtype))
-    lam = jnp.linalg.solve(mat_safe, -gap * mask) * mask
-    theta = theta_ref + a_hat.T @ lam
+    mat = gram * (mask[:, None] * mask[None, :]) + jnp.diag(1.0 - mask)
+    lam, ok = _small_spd_solve(mat, -gap * mask, _feas_tol(dtype))
+    ok = ok & ~jnp.any((mask > 0) & degenerate)
+    theta = theta_ref + a_hat.T @ (lam * mask)
     slack = a_hat @ theta + c_hat
     return theta, ok, jnp.max(jnp.maximum(0.0, -slack))
 
@@ -270,11 +291,16 @@ def active_set_qp(theta_ref: jax.Array, a: jax.Array, c: jax.Array) -> CBFSoluti
 
 def qpax_qp(theta_ref: jax.Array, a: jax.Array, c: jax.Array, *, penalty: float | None = None,
             tol: float | None = None, max_iter: int = 50) -> CBFSolution:
-  """CBF-QP for any number of constraints with `qpax` (differentiable interior point, elastic form).
+  """CBF-QP for any number of constraints with `qpax` (interior point, elastic form) and implicit gradients.
 
-  Solves min ||θ - θ_ref||² + ρ Σ s_i s.t. â_i·θ + ĉ_i + s_i >= 0, s >= 0 (normalised rows). The L1 penalty is
-  exact — the solution is the CBF-QP's — whenever ρ exceeds the largest multiplier; the default
-  ρ = 1e3 (1 + ||θ_ref|| + max|ĉ|) covers active constraints meeting at angles down to ~1e-3 rad.
+  Forward: qpax's primal-dual interior point on min ||θ - θ_ref||² + ρ Σ s_i s.t. â_i·θ + ĉ_i + s_i >= 0,
+  s >= 0 (normalised rows). The L1 penalty is exact — the solution is the CBF-QP's — whenever ρ exceeds the
+  largest multiplier; the default ρ = 1e5 σ, σ = 1 + ||θ_ref|| + max_i max(0, -(â_i·θ_ref + ĉ_i)), covers active
+  constraints meeting at angles down to ~1e-5 rad. The problem is solved in units of σ (O(1) data whatever ||a||),
+  with the slack of rows satisfied by more than 1e6 σ capped there (they cannot become active). Backward: the implicit function theorem on the KKT system of the active set S that qpax
+  identified (dual > slack): θ = θ_ref - Â_Sᵀ (Â_S Â_Sᵀ)⁻¹ (Â_S θ_ref + ĉ_S), differentiated in every input.
+  (qpax's own VJP with respect to the constraint matrix disagrees with finite differences when the
+  multipliers differ from 1 — qpax 0.1.4 — so it is not used.)
 
   Arguments:
     theta_ref: (n,) reference parameters.
@@ -283,25 +309,39 @@ def qpax_qp(theta_ref: jax.Array, a: jax.Array, c: jax.Array, *, penalty: float 
     max_iter: interior-point iterations.
 
   Returns:
-    `CBFSolution` with theta: (n,); `infeasible` when the normalised violation exceeds the tolerance.
+    `CBFSolution` with theta: (n,); `infeasible` when the normalised violation exceeds the tolerance or the
+    interior point did not converge within `max_iter` (badly scaled problems, e.g. a tiny ||a||).
   """
   import qpax  # pylint: disable=import-outside-toplevel
 
   dtype = theta_ref.dtype
-  n = theta_ref.shape[0]
-  a_hat, c_hat, _ = _normalise(a, c)
+  n, m = theta_ref.shape[0], a.shape[0]
+  a_hat, c_hat, degenerate = _normalise(a, c)
+  gap = a_hat @ theta_ref + c_hat
+  # how far θ has to move: the norm of θ_ref plus the largest violation (satisfied rows do not set the scale)
+  scale = jax.lax.stop_gradient(1.0 + jnp.linalg.norm(theta_ref) + jnp.maximum(0.0, -jnp.min(gap)))
   if penalty is None:
-    penalty = 1e3 * (1.0 + jnp.linalg.norm(theta_ref) + jnp.max(jnp.abs(c_hat)))
-    penalty = jax.lax.stop_gradient(penalty)
+    penalty = 1e5 * scale
   if tol is None:
     tol = 1e-10 if dtype == jnp.float64 else 1e-5
-  theta = qpax.solve_qp_elastic_primal(
-      2.0 * jnp.eye(n, dtype=dtype), -2.0 * theta_ref, -a_hat, c_hat, penalty,
+  sg = jax.lax.stop_gradient
+  # a row satisfied at θ_ref by more than 1e6·scale stays inactive unless θ moves that far: its slack is capped
+  c_capped = jnp.minimum(c_hat, 1e6 * scale - a_hat @ theta_ref)
+  # solved in units of `scale` (θ = scale·θ'): O(1) data, penalty ρ/scale; without it a tiny ||a|| (c/||a|| ~ 1e3)
+  # leaves the interior point unconverged within max_iter
+  x, _, _, slack, _, dual, converged, _ = qpax.solve_qp_elastic(
+      2.0 * jnp.eye(n, dtype=dtype), sg(-2.0 * theta_ref / scale), sg(-a_hat), sg(c_capped / scale), penalty / scale,
       solver_tol=tol, max_iter=max_iter)
-  theta = jnp.where(jnp.all(jnp.isfinite(theta)), theta, theta_ref)
-  norm_viol = _violation(theta, a_hat, c_hat)
-  scale = 1.0 + jnp.max(jnp.abs(c_hat)) + jnp.linalg.norm(theta_ref)
-  infeasible = norm_viol > 1e2 * tol * jax.lax.stop_gradient(scale)
+  x = scale * x
+  finite = jnp.all(jnp.isfinite(x))
+  x = jnp.where(finite, x, sg(theta_ref))
+  # implicit differentiation through the identified active set (value: qpax's x; gradient: the formula's)
+  mask = (finite & (dual > slack) & ~degenerate).astype(dtype)
+  mat = (a_hat @ a_hat.T) * (mask[:, None] * mask[None, :]) + jnp.diag(1.0 - mask)
+  lam = jnp.linalg.solve(mat + 1e-12 * jnp.eye(m, dtype=dtype), -(a_hat @ theta_ref + c_hat) * mask) * mask
+  theta_lin = theta_ref + a_hat.T @ lam
+  theta = x + (theta_lin - sg(theta_lin))
+  infeasible = (_violation(x, a_hat, c_hat) > 1e2 * tol * scale) | (converged == 0)
   return CBFSolution(theta, _violation(theta, a, c), infeasible)
 
 

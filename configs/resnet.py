@@ -1,0 +1,82 @@
+r"""ResNet18 (CIFAR stem), float and k-means-quantized by DKM / IDKM / IDKM-JFB.
+
+    python -m train --config configs/resnet.py:digits --workdir runs/resnet18-digits
+    python -m train --config configs/resnet.py:digits-idkm-b2 --workdir runs/resnet18-digits-idkm-b2
+    python -m train --config configs/resnet.py:digits-dkm-b2 --workdir runs/resnet18-digits-dkm-b2     # comparison
+    python -m train --config configs/resnet.py:cifar10 --workdir runs/resnet18-cifar10                 # needs CIFAR-10
+
+Variants: `digits` and `cifar10` (float); `{digits,cifar10}-{idkm,dkm,jfb}-b{1,2,4}`: clustering-aware
+fine-tuning of the float model (`init_from`) with each method at b bits. All methods share every setting
+(b, d = 1, τ = 1e-4, t = 5, ε = 1e-4), so the runs differ only in how the gradient passes the clustering. The
+quantized runs train the model in its training form (`model_overrides.packed = False`: float kernels +
+codebooks); the registered variant is the packed form (b-bit indices + codebooks) that `zoo.quant.export`
+makes of it (the family's `export` hook, applied by the trainer before it saves). `digits-dkm-b2` and
+`digits-jfb-b2` have their own registered variants (the comparison that ships); the other dkm/jfb runs reuse the
+registered `resnet18-*-idkm-b*` name with `quant.method` overridden (comparison runs, not shipped).
+"""
+
+from zoo import registry, training
+from zoo.models import resnet
+
+METHODS = {"idkm": "idkm", "dkm": "dkm", "jfb": "idkm-jfb"}
+
+
+def _parse(variant: str) -> tuple[str, str | None, int | None]:
+  """"digits" -> ("digits", None, None); "digits-jfb-b2" -> ("digits", "idkm-jfb", 2)."""
+  parts = variant.split("-")
+  dataset = parts[0]
+  if dataset not in ("digits", "cifar10") or len(parts) not in (1, 3):
+    raise ValueError(f"configs/resnet.py: variant {variant!r}; use digits, cifar10 or "
+                     f"{{digits,cifar10}}-{{{','.join(METHODS)}}}-b{{{','.join(map(str, resnet.BITS))}}}.")
+  if len(parts) == 1:
+    return dataset, None, None
+  method, bits = parts[1], parts[2]
+  if method not in METHODS or bits not in {f"b{b}" for b in resnet.BITS}:
+    raise ValueError(f"configs/resnet.py: variant {variant!r}: method in {sorted(METHODS)}, bits in "
+                     f"{['b%d' % b for b in resnet.BITS]}.")
+  return dataset, METHODS[method], int(bits[1:])
+
+
+def get_config(arg: str = "digits"):
+  variant, smoke = training.parse_arg(arg, "digits")
+  dataset, method, bits = _parse(variant)
+  name = f"resnet18-{dataset}"
+  if method:  # the method's own registered variant where one exists, else the IDKM one (quant.method overridden)
+    name = resnet.quantized_name(dataset, method, bits)
+    if name not in registry.list_models():
+      name = resnet.quantized_name(dataset, "idkm", bits)
+  c = training.base_config(model=name, dataset=dataset)
+  c.best_metric = "accuracy"
+  c.best_mode = "max"
+  c.init_from = ""                     # a zoo source whose weights start the run (matching paths and shapes)
+  if dataset == "digits":
+    c.batch_size = 64                  # 1438 training images: 22 steps per epoch
+    c.epochs = 30
+    c.optimizer.name = "adam"
+    c.optimizer.lr = 3e-3
+    c.optimizer.schedule = "cosine"
+    c.optimizer.weight_decay = 5e-4
+    c.eval_every_epochs = 5
+    c.checkpoint_every_steps = 200
+  else:                                # the usual CIFAR ResNet18 recipe (SGD 0.1, momentum, wd 5e-4, cosine)
+    c.batch_size = 128
+    c.epochs = 200
+    c.optimizer.name = "sgd"
+    c.optimizer.lr = 0.1
+    c.optimizer.kwargs.momentum = 0.9
+    c.optimizer.schedule = "cosine"
+    c.optimizer.weight_decay = 5e-4
+    c.eval_every_epochs = 5
+    c.checkpoint_every_steps = 1000
+  if method:
+    c.init_from = f"resnet18-{dataset}"  # clustering-aware fine-tuning starts from the float model
+    c.model_overrides.packed = False     # the training form; zoo.quant.export packs it for shipping
+    c.model_overrides.quant = dict(resnet.QUANT, method=method, bits=bits)
+    c.optimizer.name = "adam"
+    c.optimizer.lr = 1e-4 if dataset == "digits" else 1e-4
+    c.optimizer.kwargs = {}
+    c.optimizer.schedule = "cosine"
+    c.optimizer.weight_decay = 0.0
+    c.epochs = 8 if dataset == "digits" else 30
+    c.eval_every_epochs = 2 if dataset == "digits" else 5
+  return training.shrink(c) if smoke else c
