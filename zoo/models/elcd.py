@@ -453,16 +453,25 @@ _OFFICIAL = {
     "elcd-lasa4d": {"mean_nearest_distance": _TORCH + "0.584 ± 0.12", "dtw": _TORCH + "401 ± 85",
                     "frechet": _TORCH + "0.649 ± 0.14", "swept_error_area": _TORCH + "18.3 ± 0.66",
                     "final_distance": _TORCH + "0.159 ± 0.17"},
-    "elcd-lasa8d": {"mean_nearest_distance": "official PyTorch, seed 0: 1.93", "dtw": "official PyTorch, seed 0: 1467",
-                    "frechet": "official PyTorch, seed 0: 2.83", "swept_error_area": "official PyTorch, seed 0: 39.1",
-                    "final_distance": "official PyTorch, seed 0: 0.0148"},
+    "elcd-lasa8d": {"mean_nearest_distance": _TORCH + "2.09 ± 0.29", "dtw": _TORCH + "1.59e+03 ± 2e+02",
+                    "frechet": _TORCH + "2.77 ± 0.52", "swept_error_area": _TORCH + "39 ± 1.4",
+                    "final_distance": _TORCH + "0.0972 ± 0.099"},
 }
 
 # Shipped in checkpoints/NAME (trained with `python -m train --config configs/elcd.py:VARIANT`); manifest sha256.
 _SHIPPED = {
-    "elcd-lasa2d-angle": "9436829173bb674ecc80ad2bb335e3c9760b577efdbd4ab5c5e3765916d6d457",
-    "elcd-lasa4d": "fa835a230a436514dbf4f887c140b4e953e281bce9b026e518811b84dd1756fd",
-    "elcd-lasa8d": "1cd9eba1f202364f1f846ad5f62028298b3801521de63269aaa7481c6dc3996e",
+    "elcd-lasa2d-angle": "5280da2b0dc87f3d047ae8df5d82cb8061c14b19729744edbe9b7a460660df19",
+    "elcd-lasa2d-cshape": "a1a1ba36e811896647fab3d4ae7cc8cdd23d9e48cf030befedd56767ee47bb23",
+    "elcd-lasa2d-gshape": "66e40a44bb99072fee34ae1ff2feb3183ec9dddb7116804e99b9bae653350f39",
+    "elcd-lasa2d-jshape": "83cd5bceb77d23435fed484db171ed1f1c37d575933d17daf12a9d7ae637363f",
+    "elcd-lasa2d-multi-models-1": "79358fd907510a1cabcc4c7c0b9f22be8c256986d7575321f616ec2739889daf",
+    "elcd-lasa2d-nshape": "cafe5a8647bf42695e246f8798bb983f7e09e0bd5dd42dc9263781152697682c",
+    "elcd-lasa2d-pshape": "099acc53b71ad4a8e893b118673bbd9b74b70ae793f2050bc282e8a48e1f8706",
+    "elcd-lasa2d-sine": "866418b83c8407a45f44fac32472f1c2d4f0bd78a3ae31cc22abfd5003e5fcc4",
+    "elcd-lasa2d-sshape": "3892963e29473187523fd6dca11746444631e5097641f39edb2c4494af481152",
+    "elcd-lasa2d-worm": "71519a012963fb79643d1edcb40ecef06e9339c2830861c85400230fde1fbf18",
+    "elcd-lasa4d": "801eade86335025fa5c205f4e6d3ea32854b5ced1e2521909073d49fd9023671",
+    "elcd-lasa8d": "ae7199dcde461ffee783565779b47b3b6fc7f62017344fb293a8323694a40ee9",
 }
 
 
