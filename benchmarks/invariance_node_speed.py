@@ -123,6 +123,7 @@ def jax_benchmarks(repeats: int) -> dict:
   import zoo.data  # pylint: disable=import-outside-toplevel
   from zoo.models import invariance_node as inode  # pylint: disable=import-outside-toplevel
   from zoo.nn import cbf  # pylint: disable=import-outside-toplevel
+  from train.trainer import make_train_step  # pylint: disable=import-outside-toplevel
 
   out: dict = {"jax": jax.__version__}
   with jax.enable_x64(True):
@@ -188,19 +189,15 @@ def jax_benchmarks(repeats: int) -> dict:
       m = zoo.create(name, seed=0)
       opt = nnx.Optimizer(m, optax.rmsprop(1e-3, decay=0.99, eps=1e-8, eps_in_sqrt=False), wrt=nnx.Param)
 
-      @nnx.jit
-      def step(opt, m, batch):
-        (loss, _), grads = nnx.value_and_grad(inode.loss, has_aux=True)(m, batch)
-        opt.update(m, grads)
-        return loss
+      step = make_train_step(inode.loss)
 
       batches = [{k: jnp.asarray(v[idx]) for k, v in data.items()}
                  for idx in rng.permutation(len(data["y0"]))[:20 * 40].reshape(40, 20)]
       it = iter(batches * 10)
       t0 = time.perf_counter()
-      step(opt, m, next(it)).block_until_ready()
+      step(opt, m, next(it))[0].block_until_ready()
       compile_s = time.perf_counter() - t0
-      t = _median_time(lambda: step(opt, m, next(it)).block_until_ready(), repeats)
+      t = _median_time(lambda: step(opt, m, next(it))[0].block_until_ready(), repeats)
       steps[name] = {"train_step_s": t, "first_step_incl_compile_s": compile_s}
     out["train_step"] = steps
   return out

@@ -35,6 +35,7 @@ from flax import nnx
 
 import zoo
 import zoo.data
+from train.trainer import make_train_step
 from zoo import attacks
 from zoo.models import nonexpansive as ne
 from zoo.models import volume  # noqa: F401  (registers volnet-pendulum)
@@ -63,12 +64,7 @@ def train_step_time(name: str, x: np.ndarray, y: np.ndarray, repeats: int, **ove
   opt = nnx.Optimizer(model, optax.sgd(0.01, momentum=0.9), wrt=nnx.Param)
   batch = {"image": jnp.asarray(x), "label": jnp.asarray(y)}
 
-  @nnx.jit
-  def step(opt, model, batch):
-    (loss, _), grads = nnx.value_and_grad(ne.loss, has_aux=True)(model, batch)
-    opt.update(model, grads)
-    return loss
-
+  step = make_train_step(ne.loss)
   model.train()
   return _timed(lambda: jax.block_until_ready(step(opt, model, batch)), repeats)
 
