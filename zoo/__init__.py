@@ -52,8 +52,22 @@ def verify(model: Any, name: str | None = None) -> list[Check]:
 
 def quantize(model: Any, method: str = "idkm", bits: int = 4, dim: int = 1, tau: float = 1e-4, iters: int = 5,
              **kwargs: Any) -> Any:
-  """Wraps `model`'s layers for clustering-aware training with k = 2^bits centroids of d-dim weight vectors:
-  method "dkm" | "idkm" | "idkm-jfb" (see `zoo.quant.quantize`; `zoo.quant.export` packs for shipping)."""
-  from zoo import quant  # pylint: disable=import-outside-toplevel
+  """Quantizes `model` in place and returns it.
 
+  method "dkm" | "idkm" | "idkm-jfb": wraps the layers for clustering-aware training with k = 2^bits centroids of
+    d-dim weight vectors (see `zoo.quant.quantize`; `zoo.quant.export` packs for shipping).
+  method "rotate-rtn4" | "rtn4": post-training QuaRot-style quantization of a model with a `rotation_plan`
+    (randomised Hadamard rotations folded in, then 4-bit round-to-nearest weights and activations; "rtn4" without
+    rotation; keywords w_bits, a_bits, seed, clip; see `zoo.quant.rotate`). The result is the compact form that
+    `zoo.checkpoint.save` / `zoo.push_to_hub` store (packed 4-bit codes + scales) and `zoo.load` restores.
+  """
+  from zoo import hub, quant  # pylint: disable=import-outside-toplevel
+  from zoo.quant import rotate  # pylint: disable=import-outside-toplevel
+
+  if method in (rotate.METHOD, "rtn4"):
+    rotate.quantize_model(model, method, **kwargs)
+    origin = hub._ORIGIN.get(model)  # pylint: disable=protected-access
+    if origin is not None and hasattr(model, "quantized"):  # save / push rebuild the quantized form
+      hub._ORIGIN[model] = (origin[0], {**origin[1], "quant": model.quant, "quantized": True}, origin[2])  # pylint: disable=protected-access
+    return model
   return quant.quantize(model, method=method, bits=bits, dim=dim, tau=tau, iters=iters, **kwargs)

@@ -90,10 +90,15 @@ def _storable_target(tree: Any) -> Any:
   return jax.tree.map(leaf, tree)
 
 
+def _key_impl(a: Any) -> Any:
+  # jax.random.key_impl takes key arrays only; an abstract key (ShapeDtypeStruct) carries its impl in its dtype,
+  # which is where key_impl itself reads it.
+  return jax.random.key_impl(a) if isinstance(a, jax.Array) else a.dtype._impl  # pylint: disable=protected-access
+
+
 def _from_storable(restored: Any, abstract: Any) -> Any:
   return jax.tree.map(
-      lambda r, a: jax.random.wrap_key_data(r, impl=jax.random.key_impl(a)) if _is_key(a) else r,
-      restored, abstract)
+      lambda r, a: jax.random.wrap_key_data(r, impl=_key_impl(a)) if _is_key(a) else r, restored, abstract)
 
 
 def model_state(model: nnx.Module) -> dict[str, Any]:

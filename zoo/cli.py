@@ -109,7 +109,7 @@ def _cmd_ship(args) -> int:
     text = pathlib.Path(file).read_text()
     if text.startswith("# "):  # the file's own title: the section's title replaces it
       text = text.split("\n", 1)[1] if "\n" in text else ""
-    sections[title] = text
+    sections[title] = text.replace("\n## ", "\n### ")  # its subsections nest under the section's title
   path, sha = hub.ship(args.export_dir, sections)
   print(f"shipped to {path}\npin it in the registry: sha256={sha!r}")
   return 0

@@ -320,7 +320,7 @@ def transfer(source: nnx.Module, target: nnx.Module) -> list[str]:
     if t is None or type(t) is not type(var):
       continue
     value = var.get_value()
-    if np.shape(value) != np.shape(t.get_value()) or np.dtype(value.dtype) != np.dtype(t.get_value().dtype):
+    if np.shape(value) != np.shape(t.get_value()) or value.dtype != t.get_value().dtype:  # (PRNG key dtypes too)
       continue
     t.set_value(value)
     copied.append(_path_str(path))

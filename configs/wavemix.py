@@ -1,0 +1,55 @@
+r"""WaveMix / WaveMix-Lite, and its W4A4 rotation-quantized form (QuaRot-style, post-training).
+
+    python -m train --config configs/wavemix.py:digits --workdir runs/wavemix-lite-digits
+    python -m train --config configs/wavemix.py:digits-rotate-rtn4 --workdir runs/wavemix-lite-digits-rotate-rtn4
+    python -m train --config configs/wavemix.py:mnist --workdir runs/wavemix-lite-mnist        # needs MNIST
+    python -m train --config configs/wavemix.py:cifar10 --workdir runs/wavemix-cifar10         # needs CIFAR-10
+
+`digits-rotate-rtn4` trains nothing (epochs = 0): it starts from the shipped `wavemix-lite-digits`
+(`init_from`), builds the float form that carries the recipe (`model_overrides.quantized = False`), and the family's
+`export` hook folds the Hadamard rotations in and quantizes (4-bit weights and activations) before the trainer
+evaluates, verifies and saves. The official recipes train with Lion (lr 1e-4, wd 1e-2) or AdamW (lr 1e-3, wd 0.01),
+batch 512, TrivialAugment and flips, until 20 epochs without improvement; here AdamW with cosine decay for a fixed
+number of epochs and no augmentation (the generic trainer).
+"""
+
+from zoo import training
+
+_VARIANTS = {
+    "digits": ("wavemix-lite-digits", "digits"),
+    "digits-rotate-rtn4": ("wavemix-lite-digits-rotate-rtn4", "digits"),
+    "mnist": ("wavemix-lite-mnist", "mnist"),
+    "cifar10": ("wavemix-cifar10", "cifar10"),
+}
+
+
+def get_config(arg: str = "digits"):
+  variant, smoke = training.parse_arg(arg, "digits")
+  if variant not in _VARIANTS:
+    raise ValueError(f"configs/wavemix.py has variants {sorted(_VARIANTS)}, not {variant!r}.")
+  model, dataset = _VARIANTS[variant]
+  c = training.base_config(model=model, dataset=dataset)
+  c.best_metric = "accuracy"
+  c.best_mode = "max"
+  c.optimizer.name = "adamw"
+  c.optimizer.lr = 3e-3 if dataset == "digits" else 1e-3
+  c.optimizer.kwargs.weight_decay = 0.01   # AdamW's decoupled decay (the official AdamW setting)
+  c.optimizer.schedule = "cosine"
+  if dataset == "digits":
+    c.batch_size = 64                      # 1438 training images: 22 steps per epoch
+    c.epochs = 60
+    c.eval_every_epochs = 10
+    c.checkpoint_every_steps = 500
+  else:
+    c.batch_size = 256
+    c.epochs = 30 if dataset == "mnist" else 200
+    c.eval_every_epochs = 5
+    c.checkpoint_every_steps = 1000
+  if variant.endswith("rotate-rtn4"):      # post-training quantization of the shipped float model
+    c.init_from = "wavemix-lite-digits"
+    c.model_overrides.quantized = False
+    c.epochs = 0
+    c.optimizer.lr = 0.0
+    c.optimizer.schedule = "constant"
+    c.optimizer.kwargs = {}
+  return training.shrink(c) if smoke else c
