@@ -34,7 +34,7 @@ SETTINGS = ((4, 16), (16, 4), (4, 4))  # (w_bits, a_bits)
 OUTLIER = (3, 16.0)  # residual-stream channel, factor: the controlled outlier experiment
 
 
-def _copy(model):
+def nnx.clone(model):
   from flax import nnx
 
   graphdef, state = nnx.split(model)
@@ -46,10 +46,11 @@ def with_outlier(model, channel: int, factor: float):
   (BatchNorms folded, the stream's writers scaled, its readers unscaled: `zoo.quant.rotate.change_basis` with a
   diagonal matrix)."""
   import jax.numpy as jnp
+  from flax import nnx
 
   from zoo.quant import rotate as zrot
 
-  m = _copy(model)
+  m = nnx.clone(model)
   zrot.fold_norms(m)  # BatchNorm after a writer would undo the scaling
   stream = m.rotation_plan().rotations[0]
   zrot.change_basis(m, stream, jnp.diag(jnp.ones(stream.dim).at[channel].set(factor)))
@@ -64,7 +65,7 @@ def activation_stats(model, x, rotated: bool, seed: int) -> dict[str, dict[str, 
 
   from zoo.quant import rotate as zrot
 
-  m = _copy(model)
+  m = nnx.clone(model)
   if rotated:
     zrot.rotate(m, seed)
   zrot.rtn(m, w_bits=16, a_bits=16)
@@ -93,6 +94,7 @@ def activation_stats(model, x, rotated: bool, seed: int) -> dict[str, dict[str, 
 def main() -> None:
   import jax.numpy as jnp
   import numpy as np
+  from flax import nnx
 
   import zoo
   import zoo.data
@@ -113,11 +115,11 @@ def main() -> None:
 
   def table(base) -> dict:
     rows = {"float": {"none": [score(base)]}}
-    rows["float (rotated, not quantized)"] = {"rotated": [score(zrot.rotate(_copy(base), s)) for s in SEEDS]}
+    rows["float (rotated, not quantized)"] = {"rotated": [score(zrot.rotate(nnx.clone(base), s)) for s in SEEDS]}
     for wb, ab in SETTINGS:
       key = f"W{wb}A{ab}"
-      rows[key] = {"none": [score(zrot.quantize(_copy(base), wb, ab, rotation=False))],
-                   "rotated": [score(zrot.quantize(_copy(base), wb, ab, rotation=True, seed=s)) for s in SEEDS]}
+      rows[key] = {"none": [score(zrot.quantize(nnx.clone(base), wb, ab, rotation=False))],
+                   "rotated": [score(zrot.quantize(nnx.clone(base), wb, ab, rotation=True, seed=s)) for s in SEEDS]}
       print(key, rows[key], flush=True)
     return rows
 

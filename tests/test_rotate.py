@@ -13,11 +13,6 @@ from zoo.quant import packing
 from zoo.quant import rotate as zrot
 
 
-def _copy(model):
-  graphdef, state = nnx.split(model)
-  return nnx.merge(graphdef, state, copy=True)
-
-
 def _trained_like(**kwargs):
   """A small WaveMix in eval mode whose BatchNorms hold non-trivial statistics (so folding them is tested)."""
   model = wavemix.WaveMix(num_classes=10, in_channels=1, image_size=16, dim=16, depth=2, **kwargs, rngs=nnx.Rngs(0))
@@ -55,7 +50,7 @@ def test_orders_without_a_construction_are_refused():
 def test_rotation_leaves_the_function_unchanged(kwargs):
   model = _trained_like(**kwargs)
   before = wavemix.predict(model, X)
-  rotated = zrot.rotate(_copy(model), seed=3)
+  rotated = zrot.rotate(nnx.clone(model), seed=3)
   after = wavemix.predict(rotated, X)
   assert np.max(np.abs(after - before)) / np.max(np.abs(before)) < 1e-5
   # the weights did change: every stream writer now mixes channels
@@ -68,7 +63,7 @@ def test_rotating_writers_without_readers_breaks_invariance():
   """The test above can fail: a plan that forgets the readers changes the output."""
   model = _trained_like(level=1)
   before = wavemix.predict(model, X)
-  broken = _copy(model)
+  broken = nnx.clone(model)
   zrot.fold_norms(broken)
   stream = broken.rotation_plan().rotations[0]
   q = zrot.random_hadamard(stream.dim, jax.random.key(0))
@@ -81,7 +76,7 @@ def test_rotating_writers_without_readers_breaks_invariance():
 def test_batchnorm_folding_is_exact():
   model = _trained_like(level=1)
   before = wavemix.predict(model, X)
-  folded = _copy(model)
+  folded = nnx.clone(model)
   zrot.fold_norms(folded)
   assert all(isinstance(b.mlps[0].norm, zrot.Identity) for b in folded.blocks)
   np.testing.assert_allclose(wavemix.predict(folded, X), before, rtol=1e-5, atol=1e-5)
@@ -103,7 +98,7 @@ def test_rotation_spreads_an_outlier_channel():
     z = (t - t.mean(1, keepdims=True)) / t.std(1, keepdims=True)
     return float(np.mean(np.mean(z ** 4, axis=1)))
 
-  plain, rotated = stream_kurtosis(_copy(model)), stream_kurtosis(zrot.rotate(_copy(model), 0))
+  plain, rotated = stream_kurtosis(nnx.clone(model)), stream_kurtosis(zrot.rotate(nnx.clone(model), 0))
   assert plain > 8.0 and rotated < 4.0, (plain, rotated)
 
 

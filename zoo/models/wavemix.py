@@ -286,9 +286,7 @@ def verify(model: WaveMix, seed: int = 0) -> list[Check]:
   checks.append(Check("DWT perfect reconstruction max|idwt(dwt(r)) − r| / max|r| (block 0 activations)",
                       rec <= 1e-6, rec, 1e-6, "the Haar DWT is orthogonal: lossless token mixing"))
   if model.stem_kind == "strided":
-    graphdef, state = nnx.split(model)
-    twin = nnx.merge(graphdef, state, copy=True)
-    zrot.rotate(twin, seed)
+    twin = zrot.rotate(nnx.clone(model), seed)
     gap = _relative_gap(logits, predict(twin, x))
     checks.append(Check("computational invariance max|f_rotated(x) − f(x)| / max|f| (random Hadamard rotations)",
                         gap <= 1e-4, gap, 1e-4, "rotations folded into the stream's writers and readers, BN folded"))
@@ -314,22 +312,12 @@ def export(model: WaveMix, kwargs: dict) -> tuple[WaveMix, dict]:
   return model, kwargs
 
 
-def _result(name: str) -> str | None:
-  path = RESULTS / name
-  if not path.is_file():
-    return None
-  return path.read_text().split("\n", 1)[1].replace("\n## ", "\n### ").strip()
-
-
 def card_sections(model: WaveMix, metrics: Mapping[str, float]) -> dict[str, str]:
   """From a source checkout: the WaveMix-vs-ResNet and the rotation-quantization benchmark tables."""
   del model, metrics
-  out = {}
-  if (text := _result("wavemix_vs_resnet.md")):
-    out["WaveMix vs ResNet on this machine (benchmarks/wavemix_vs_resnet.py)"] = text
-  if (text := _result("rotate_rtn4.md")):
-    out["W4A4 round-to-nearest with and without rotation (benchmarks/rotate_rtn4.py)"] = text
-  return out
+  section = resnet._result_section  # pylint: disable=protected-access
+  return {**section("wavemix_vs_resnet.md", "WaveMix vs ResNet on this machine (benchmarks/wavemix_vs_resnet.py)"),
+          **section("rotate_rtn4.md", "W4A4 round-to-nearest with and without rotation (benchmarks/rotate_rtn4.py)")}
 
 
 FAMILY = Family(

@@ -39,6 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+import zoo.quant as zq
 from zoo.quant import packing
 
 __all__ = ["Rotation", "Plan", "Identity", "RTNLayer", "hadamard", "random_hadamard", "rotate", "rtn", "quantize",
@@ -136,19 +137,11 @@ def _path(path: str) -> tuple[Any, ...]:
 
 
 def _get(root: Any, path: str) -> Any:
-  node = root
-  for p in _path(path):
-    node = node[p] if isinstance(p, int) else getattr(node, p)
-  return node
+  return zq._get(root, _path(path))  # pylint: disable=protected-access
 
 
 def _set(root: Any, path: str, value: Any) -> None:
-  *head, last = _path(path)
-  parent = _get(root, "/".join(map(str, head))) if head else root
-  if isinstance(last, int):
-    parent[last] = value
-  else:
-    setattr(parent, last, value)
+  zq._set(root, _path(path), value)  # pylint: disable=protected-access
 
 
 def _base(module: nnx.Module) -> nnx.Module:
@@ -341,10 +334,7 @@ class RTNLayer(nnx.Module):
       x = fake_quant_per_token(x, self.a_bits)
     if self.codes is None:
       return self.layer(x)
-    graphdef, state = nnx.split(self.layer)
-    twin = nnx.merge(graphdef, state, copy=True)
-    twin.kernel = nnx.Param(self.kernel())
-    return twin(x)
+    return zq._call_with_kernel(self.layer, self.kernel(), x)  # pylint: disable=protected-access
 
 
 def rtn(model: nnx.Module, w_bits: int = 4, a_bits: int = 4, clip: bool = True) -> nnx.Module:
