@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -14,9 +15,13 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_env(tmp_path_factory):
-  """Keeps tests away from the user's caches: HF cache under tmp; data prepared once per session."""
+  """Keeps tests away from the user's caches and the repo's pins: HF cache under tmp, a copy of
+  checkpoints/pins.json (what `zoo ship` in a test writes); data prepared once per session."""
   base = tmp_path_factory.mktemp("env")
-  old = {k: os.environ.get(k) for k in ("HF_HOME", "HF_HUB_CACHE", "HF_ENDPOINT", "HF_HUB_OFFLINE", "ZOO_DATA_DIR")}
+  old = {k: os.environ.get(k) for k in ("HF_HOME", "HF_HUB_CACHE", "HF_ENDPOINT", "HF_HUB_OFFLINE", "ZOO_DATA_DIR",
+                                        "ZOO_PINS")}
+  shutil.copyfile(ROOT / "checkpoints" / "pins.json", base / "pins.json")
+  os.environ["ZOO_PINS"] = str(base / "pins.json")
   os.environ["HF_HOME"] = str(base / "hf")
   os.environ.pop("HF_HUB_CACHE", None)
   os.environ.pop("HF_HUB_OFFLINE", None)

@@ -125,16 +125,16 @@ class _Run:
     return {"model": nnx.state(self.model), "optimizer": nnx.state(self.optimizer)}
 
   def save(self, step: int, metrics: dict[str, float] | None) -> None:
-    tree = {k: checkpoint._storable(v.to_pure_dict()) for k, v in self._states().items()}  # pylint: disable=protected-access
+    tree = {k: checkpoint.storable(v.to_pure_dict()) for k, v in self._states().items()}
     self.manager.save(step, args=ocp.args.StandardSave(tree), metrics=metrics, force=True)
 
   def restore(self, step: int) -> None:
     """Model weights, optimizer moments and step, PRNG state: everything a bit-exact resume needs."""
     states = self._states()
     abstract = {k: v.to_pure_dict() for k, v in states.items()}
-    target = checkpoint._storable_target(abstract)  # pylint: disable=protected-access
+    target = checkpoint.storable_target(abstract)
     restored = self.manager.restore(step, args=ocp.args.StandardRestore(target))
-    restored = jax.device_put(checkpoint._from_storable(restored, abstract), self.replicated)  # pylint: disable=protected-access
+    restored = jax.device_put(checkpoint.from_storable(restored, abstract), self.replicated)
     for key, obj in (("model", self.model), ("optimizer", self.optimizer)):
       nnx.replace_by_pure_dict(states[key], restored[key])
       nnx.update(obj, states[key])
@@ -231,7 +231,10 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict[str
   result.update(metrics=metrics, best_step=best)
   if config.export:
     checks = list(family.verify(model))
-    sections = family.card_sections(model, metrics) if family.card_sections else None
+    sections = None
+    if family.card_sections:
+      from zoo import hub  # pylint: disable=import-outside-toplevel
+      sections = family.card_sections(model, metrics, hub.shipped_metrics(exclude=config.model))
     with tempfile.TemporaryDirectory() as tmp:
       plots = list(family.plot(model, run.eval_data, pathlib.Path(tmp))) if family.plot else []
       export = checkpoint.save(

@@ -14,9 +14,10 @@ from typing import Any
 
 from zoo import errors
 from zoo.hub import create, load, push_to_hub
-from zoo.registry import Check, get_spec, list_models
+from zoo.registry import Check, Provenance, get_spec, list_models, provenance
 
-__all__ = ["load", "create", "list_models", "info", "verify", "push_to_hub", "quantize", "errors", "Check"]
+__all__ = ["load", "create", "list_models", "info", "verify", "push_to_hub", "quantize", "provenance", "errors",
+           "Check", "Provenance"]
 __version__ = "0.1.0"
 
 
@@ -38,13 +39,11 @@ def info(name: str) -> dict[str, Any]:
 
 def verify(model: Any, name: str | None = None) -> list[Check]:
   """Checks the model's structural guarantee on its weights (the family's `verify`)."""
-  from zoo import hub  # pylint: disable=import-outside-toplevel
-
   if name is None:
-    origin = hub._ORIGIN.get(model)  # pylint: disable=protected-access
+    origin = provenance(model)
     if origin is None:
       raise ValueError("verify needs name= for a module not made by zoo.create / zoo.load.")
-    name = origin[0]
+    name = origin.name
   spec = get_spec(name)
   with spec.family.precision():
     return list(spec.family.verify(model))
@@ -61,13 +60,13 @@ def quantize(model: Any, method: str = "idkm", bits: int = 4, dim: int = 1, tau:
     rotation; keywords w_bits, a_bits, seed, clip; see `zoo.quant.rotate`). The result is the compact form that
     `zoo.checkpoint.save` / `zoo.push_to_hub` store (packed 4-bit codes + scales) and `zoo.load` restores.
   """
-  from zoo import hub, quant  # pylint: disable=import-outside-toplevel
+  from zoo import quant, registry  # pylint: disable=import-outside-toplevel
   from zoo.quant import rotate  # pylint: disable=import-outside-toplevel
 
   if method in (rotate.METHOD, "rtn4"):
     rotate.quantize_model(model, method, **kwargs)
-    origin = hub._ORIGIN.get(model)  # pylint: disable=protected-access
-    if origin is not None and hasattr(model, "quantized"):  # save / push rebuild the quantized form
-      hub._ORIGIN[model] = (origin[0], {**origin[1], "quant": model.quant, "quantized": True}, origin[2])  # pylint: disable=protected-access
+    origin = provenance(model)
+    if origin is not None:  # save / push rebuild the quantized form from the module's own recipe
+      registry.set_provenance(model, origin.with_kwargs(**rotate.rebuild_kwargs(model)))
     return model
   return quant.quantize(model, method=method, bits=bits, dim=dim, tau=tau, iters=iters, **kwargs)

@@ -74,11 +74,11 @@ def _is_key(x: Any) -> bool:
   return hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
 
 
-def _storable(tree: Any) -> Any:
+def storable(tree: Any) -> Any:
   return jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, tree)
 
 
-def _storable_target(tree: Any) -> Any:
+def storable_target(tree: Any) -> Any:
   # Restore onto the default device (not the saving run's mesh): jit caches then match freshly built models.
   device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
 
@@ -93,17 +93,17 @@ def _storable_target(tree: Any) -> Any:
 def _key_impl(a: Any) -> Any:
   # jax.random.key_impl takes key arrays only; an abstract key (ShapeDtypeStruct) carries its impl in its dtype,
   # which is where key_impl itself reads it.
-  return jax.random.key_impl(a) if isinstance(a, jax.Array) else a.dtype._impl  # pylint: disable=protected-access
+  return jax.random.key_impl(a) if isinstance(a, jax.Array) else a.dtype._impl
 
 
-def _from_storable(restored: Any, abstract: Any) -> Any:
+def from_storable(restored: Any, abstract: Any) -> Any:
   return jax.tree.map(
       lambda r, a: jax.random.wrap_key_data(r, impl=_key_impl(a)) if _is_key(a) else r, restored, abstract)
 
 
 def model_state(model: nnx.Module) -> dict[str, Any]:
   """The module's whole state as a nested dict of arrays (what `state/` holds)."""
-  return _storable(nnx.state(model).to_pure_dict())
+  return storable(nnx.state(model).to_pure_dict())
 
 
 def _flat(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -120,7 +120,7 @@ def _flat(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 # --- saving ---------------------------------------------------------------------------------------
 
 
-def _replace_dir(tmp: pathlib.Path, directory: pathlib.Path) -> None:
+def replace_dir(tmp: pathlib.Path, directory: pathlib.Path) -> None:
   """Moves `tmp` to `directory`, replacing an existing one. The old copy is kept as `.NAME.old` until the
   new one is in place; `recover` puts it back if a crash happened between the two renames."""
   old = directory.parent / f".{directory.name}.old"
@@ -170,7 +170,7 @@ def save(
   directory = pathlib.Path(directory).absolute()
   directory.parent.mkdir(parents=True, exist_ok=True)
   recover(directory)
-  kwargs = registry._jsonable(dict(spec.kwargs if model_kwargs is None else model_kwargs))  # pylint: disable=protected-access
+  kwargs = registry.jsonable(dict(spec.kwargs if model_kwargs is None else model_kwargs))
   tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
   try:
     with ocp.StandardCheckpointer() as ckptr:
@@ -190,8 +190,8 @@ def save(
         "input_shape": list(spec.input_shape),
         "dataset": spec.dataset,
         "guarantee": spec.guarantee,
-        "config": registry._jsonable(dict(config)) if config else None,  # pylint: disable=protected-access
-        "metrics": registry._jsonable(dict(metrics or {})),  # pylint: disable=protected-access
+        "config": registry.jsonable(dict(config)) if config else None,
+        "metrics": registry.jsonable(dict(metrics or {})),
         "checks": [
             {"name": c.name, "passed": bool(c.passed), "value": float(c.value), "bound": float(c.bound),
              "detail": c.detail} for c in checks],
@@ -206,7 +206,7 @@ def save(
     cards.write_card(tmp, manifest, spec)
     manifest["files"] = {f: sha256_file(tmp / f) for f in _files(tmp)}
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    _replace_dir(tmp, directory)
+    replace_dir(tmp, directory)
   finally:
     if tmp.exists():
       shutil.rmtree(tmp, ignore_errors=True)
@@ -313,14 +313,14 @@ def restore(
     abstract = nnx.eval_shape(lambda: spec.family.module(**kwargs, rngs=nnx.Rngs(0)))
     graphdef, abstract_state = nnx.split(abstract)
     abstract_tree = abstract_state.to_pure_dict()
-    target = _storable_target(abstract_tree)
+    target = storable_target(abstract_tree)
     with ocp.StandardCheckpointer() as ckptr:
       meta = ckptr.metadata(directory / STATE_DIR)
       tree_meta = getattr(meta, "item_metadata", meta)
       tree_meta = getattr(tree_meta, "tree", tree_meta)
       _compare(tree_meta, target, directory)
       restored = ckptr.restore(directory / STATE_DIR, target)
-    nnx.replace_by_pure_dict(abstract_state, _from_storable(restored, abstract_tree))
+    nnx.replace_by_pure_dict(abstract_state, from_storable(restored, abstract_tree))
     model = nnx.merge(graphdef, abstract_state)
   model.eval()
   return model, manifest

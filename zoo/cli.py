@@ -2,7 +2,7 @@
 
     zoo list ['mass*'] [--pretrained]       zoo info NAME            zoo verify NAME|hf://ORG/REPO@REV|DIR
     zoo run NAME [--out DIR]                zoo download ORG/REPO [--revision REV]
-    zoo push NAME|DIR --repo-id ORG/NAME    zoo ship WORKDIR/export [--section TITLE=FILE.md]  zoo cards [--check]
+    zoo push NAME|DIR --repo-id ORG/NAME    zoo ship WORKDIR/export [--section T=F.md] [--replace]  zoo cards [--check]
     zoo train --config configs/FAMILY.py:VARIANT --workdir DIR       (same as python -m train)
 """
 
@@ -41,10 +41,8 @@ def _cmd_info(args) -> int:
 def _load(source: str):
   import zoo  # pylint: disable=import-outside-toplevel
 
-  from zoo import hub  # pylint: disable=import-outside-toplevel
-
   model = zoo.load(source)
-  return model, hub._ORIGIN[model][0]  # pylint: disable=protected-access
+  return model, zoo.provenance(model).name
 
 
 def _cmd_verify(args) -> int:
@@ -99,7 +97,7 @@ def _cmd_push(args) -> int:
 
 
 def _cmd_ship(args) -> int:
-  from zoo import hub  # pylint: disable=import-outside-toplevel
+  from zoo import hub, pins  # pylint: disable=import-outside-toplevel
 
   sections = {}
   for item in args.section:
@@ -110,8 +108,11 @@ def _cmd_ship(args) -> int:
     if text.startswith("# "):  # the file's own title: the section's title replaces it
       text = text.split("\n", 1)[1] if "\n" in text else ""
     sections[title] = text.replace("\n## ", "\n### ")  # its subsections nest under the section's title
-  path, sha = hub.ship(args.export_dir, sections)
-  print(f"shipped to {path}\npin it in the registry: sha256={sha!r}")
+  path, sha, replaced = hub.ship(args.export_dir, sections, replace=args.replace)
+  if replaced is not None:
+    print("replaced the shipped model, whose metrics were: "
+          + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in sorted(replaced.items())))
+  print(f"shipped to {path}; pinned in {pins.path()} (manifest sha256 {sha})")
   return 0
 
 
@@ -166,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
   p.add_argument("export_dir")
   p.add_argument("--section", action="append", default=[], metavar="TITLE=FILE.md",
                  help="add a card section from a markdown file (e.g. a benchmark table); repeatable")
+  p.add_argument("--replace", action="store_true",
+                 help="replace a model that already ships (prints the metrics it replaces)")
   p.set_defaults(fn=_cmd_ship)
   p = sub.add_parser("cards", help="regenerate MODEL_CARDS.md")
   p.add_argument("--output", default="MODEL_CARDS.md")

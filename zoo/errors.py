@@ -45,13 +45,22 @@ class InputShapeError(ZooError, ValueError):
   """An input whose shape or dtype does not match what the model takes."""
 
 
-class GuaranteeViolation(ZooError):
-  """`zoo verify` found a structural guarantee that does not hold on the weights."""
-
-
 class CheckpointNotFoundError(ZooError, FileNotFoundError):
   """No checkpoint where one was asked for (a model without pretrained weights, a missing Hub repo or file)."""
 
 
 class UnsafeStateError(ZooError, ValueError):
   """A state outside the safe set where the model's forward-invariance guarantee needs it inside."""
+
+
+class ShipConflictError(ZooError):
+  """`zoo ship` refused: the model already ships (replace it explicitly) or its checks failed."""
+
+
+class UnknownVariantError(ZooError, ValueError):
+  """A config variant (`configs/FAMILY.py:VARIANT`) that the config file does not define."""
+
+  def __init__(self, config_file: str, variant: str, known: list[str]):
+    close = difflib.get_close_matches(variant, known, n=3, cutoff=0.5)
+    hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    super().__init__(f"{config_file} has no variant {variant!r}.{hint} Variants: {', '.join(known)}.")

@@ -20,18 +20,15 @@ import os
 import pathlib
 import shutil
 import tempfile
-import weakref
+import json
 from typing import Any, Iterator, Mapping
 
 from flax import nnx
 
-from zoo import checkpoint, errors, registry
+from zoo import checkpoint, errors, pins, registry
 
 HF_PREFIX = "hf://"
 LOCAL_PREFIX = "local-dir:"
-
-# Modules made by zoo.create / zoo.load -> (name, model kwargs, manifest or None), for push_to_hub.
-_ORIGIN: "weakref.WeakKeyDictionary[nnx.Module, tuple[str, dict, dict | None]]" = weakref.WeakKeyDictionary()
 
 
 def checkpoints_dir() -> pathlib.Path:
@@ -170,19 +167,20 @@ def resolve(source: str) -> tuple[pathlib.Path, str | None, str]:
 
 
 def load(source: str, **model_overrides: Any) -> nnx.Module:
-  """The pretrained model for `source` (see `resolve`), verified and in eval mode."""
-  directory, pin, _ = resolve(source)
+  """The pretrained model for `source` (see `resolve`), verified and in eval mode; its provenance
+  (`zoo.registry.provenance(model)`) records the name, kwargs, where it came from and the manifest."""
+  directory, pin, where = resolve(source)
   model, manifest = checkpoint.restore(directory, expected_sha256=pin, model_overrides=model_overrides)
-  _ORIGIN[model] = (manifest["name"], {**manifest["model_kwargs"], **model_overrides}, manifest)
-  return model
+  return registry.set_provenance(model, registry.Provenance.make(
+      manifest["name"], {**manifest["model_kwargs"], **model_overrides}, where, manifest))
 
 
 def create(name: str, seed: int = 0, **overrides: Any) -> nnx.Module:
   """A randomly initialised model of the registered variant `name` (weights from `seed`)."""
   spec = registry.get_spec(name)
   model = spec.build(seed, **overrides)
-  _ORIGIN[model] = (name, {**spec.kwargs, **overrides}, None)
-  return model
+  return registry.set_provenance(model, registry.Provenance.make(
+      name, {**spec.kwargs, **overrides}, f"zoo.create({name!r}, seed={seed})"))
 
 
 def push_to_hub(model_or_dir: nnx.Module | str | os.PathLike, repo_id: str, *, name: str | None = None,
@@ -197,13 +195,13 @@ def push_to_hub(model_or_dir: nnx.Module | str | os.PathLike, repo_id: str, *, n
 
   with contextlib.ExitStack() as stack:
     if isinstance(model_or_dir, nnx.Module):
-      origin = _ORIGIN.get(model_or_dir)
-      name = name or (origin[0] if origin else None)
+      origin = registry.provenance(model_or_dir)
+      name = name or (origin.name if origin else None)
       if name is None:
         raise ValueError("push_to_hub needs name= for a module not made by zoo.create / zoo.load.")
-      manifest = origin[2] if origin else None
+      manifest = origin.manifest if origin else None
       folder = pathlib.Path(stack.enter_context(tempfile.TemporaryDirectory())) / name
-      checkpoint.save(model_or_dir, folder, name=name, model_kwargs=origin[1] if origin else None,
+      checkpoint.save(model_or_dir, folder, name=name, model_kwargs=origin.kwargs if origin else None,
                       config=(manifest or {}).get("config"), metrics=(manifest or {}).get("metrics"),
                       card_sections=(manifest or {}).get("card_sections"))
     else:
@@ -220,17 +218,54 @@ def push_to_hub(model_or_dir: nnx.Module | str | os.PathLike, repo_id: str, *, n
   return str(info.commit_url)
 
 
-def ship(export_dir: str | os.PathLike, sections: Mapping[str, str] | None = None) -> tuple[pathlib.Path, str]:
-  """Copies a verified exported checkpoint into `checkpoints/NAME` (atomically), re-rendering its card from the
-  registry (plus `sections`, {title: markdown}); returns (path, manifest sha256 to pin in the registry)."""
+def shipped_metrics(exclude: str | None = None) -> dict[str, dict[str, Any]]:
+  """{name: manifest metrics} of every embedded checkpoint (what family card sections get as `siblings`)."""
+  out = {}
+  root = checkpoints_dir()
+  for spec in registry.specs():
+    manifest = root / spec.name / checkpoint.MANIFEST
+    if spec.name != exclude and manifest.is_file():
+      out[spec.name] = json.loads(manifest.read_text()).get("metrics") or {}
+  return out
+
+
+def ship(export_dir: str | os.PathLike, sections: Mapping[str, str] | None = None, *,
+         replace: bool = False) -> tuple[pathlib.Path, str, dict[str, Any] | None]:
+  """Embeds a verified exported checkpoint as `checkpoints/NAME` (atomically) and pins it in
+  `checkpoints/pins.json`; re-renders its card from the registry (plus `sections`, {title: markdown}).
+
+  A model that already ships is replaced only with `replace=True` (else `ShipConflictError`, naming the metrics
+  it would replace); an export whose recorded checks failed is refused. Returns (path, manifest sha256, the
+  replaced model's metrics or None)."""
   export_dir = pathlib.Path(export_dir)
   manifest = checkpoint.read_manifest(export_dir)
   checkpoint.verify_files(export_dir, manifest)
-  target = checkpoints_dir() / manifest["name"]
+  spec = registry.get_spec(manifest["name"])
+  failed = [c["name"] for c in manifest.get("checks") or [] if not c.get("passed")]
+  if failed:
+    raise errors.ShipConflictError(f"{export_dir}: its recorded checks failed ({'; '.join(failed)}); a model "
+                                   f"whose guarantee does not hold is not shipped.")
+  target = checkpoints_dir() / spec.name
+  checkpoint.recover(target)
+  replaced = None
+  if (target / checkpoint.MANIFEST).is_file():
+    replaced = json.loads((target / checkpoint.MANIFEST).read_text()).get("metrics") or {}
+    if not replace:
+      shown = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in sorted(replaced.items()))
+      raise errors.ShipConflictError(
+          f"{spec.name} already ships (metrics: {shown}). Ship again with replace=True (zoo ship --replace) to "
+          f"replace it with {export_dir} (metrics: {manifest.get('metrics')}).")
   target.parent.mkdir(parents=True, exist_ok=True)
   tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-  shutil.rmtree(tmp)
-  shutil.copytree(export_dir, tmp)
-  checkpoint.refresh_card(tmp, sections)  # the card follows the registry's current text
-  checkpoint._replace_dir(tmp, target)  # pylint: disable=protected-access
-  return target, checkpoint.sha256_file(target / checkpoint.MANIFEST)
+  try:
+    shutil.rmtree(tmp)
+    shutil.copytree(export_dir, tmp)
+    checkpoint.refresh_card(tmp, sections)  # the card follows the registry's current text
+    checkpoint.replace_dir(tmp, target)
+  finally:
+    shutil.rmtree(tmp, ignore_errors=True)
+  sha = checkpoint.sha256_file(target / checkpoint.MANIFEST)
+  previous = spec.pretrained
+  pins.write(spec.name, sha, repo_id=previous.repo_id if previous else None,
+             revision=previous.revision if previous else "main")
+  return target, sha, replaced

@@ -1,16 +1,17 @@
-"""The model registry: a name maps to a family, the family's keyword arguments and a pretrained reference.
+"""The model registry: a name maps to a family, the family's keyword arguments and (as data) a pretrained pin.
 
-A family module (`zoo/models/FAMILY.py`) defines its `nnx.Module`, one `Family` record (loss, evaluation,
-verification of its guarantee, plots) and ends with its variants:
+A family package (`zoo/models/FAMILY/`) defines its `nnx.Module`, one `Family` record (loss, evaluation,
+verification of its guarantee, plots) and its variants (`variants.py`):
 
-    @register("massnet-sir", FAMILY, dataset="sir", input_shape=(3,), guarantee="...",
-              pretrained=Pretrained("nnx-zoo/massnet-sir", sha256="..."))
+    @register("massnet-sir", FAMILY, dataset="sir", input_shape=(3,), guarantee="...")
     def massnet_sir():
       "Mass-preserving net for the SIR time-1 flow map."
       return dict(dim=3, layers=4, step=0.25)
 
 The decorated function returns the keyword arguments of `FAMILY.module`; `zoo.create(name, **overrides)`
-builds `FAMILY.module(**{**kwargs, **overrides}, rngs=nnx.Rngs(seed))`.
+builds `FAMILY.module(**{**kwargs, **overrides}, rngs=nnx.Rngs(seed))`. Which variants have pretrained weights,
+where they live and the sha256 that pins them is data: `checkpoints/pins.json`, written by `zoo ship` (see
+`zoo.pins`), never edited in code.
 """
 
 from __future__ import annotations
@@ -19,14 +20,15 @@ import contextlib
 import dataclasses
 import fnmatch
 import importlib
+import pathlib
 import pkgutil
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping, Protocol
 
-import jax
 import numpy as np
 from flax import nnx
 
-from zoo import errors
+from zoo import errors, pins
+from zoo.nn.precision import float64_scope
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,58 +46,78 @@ class Check:
     return f"[{mark}] {self.name}: {self.value:.3g} (bound {self.bound:.3g}) {self.detail}".rstrip()
 
 
+Batch = Mapping[str, Any]  # a dict of arrays whose leading axis is the batch (the dataset's features)
+Split = Mapping[str, np.ndarray]  # a whole split of a dataset, as numpy arrays
+
+
+# --- the hooks a family provides (typed: a family that drifts from these fails type checks) ----------------
+
+
+class LossFn(Protocol):
+  def __call__(self, model: Any, batch: Batch) -> tuple[Any, dict[str, Any]]:
+    """(scalar loss, {name: scalar}) of one batch; jittable."""
+
+
+class EvaluateFn(Protocol):
+  def __call__(self, model: Any, data: Split) -> dict[str, float]:
+    """{metric: value} on a whole split."""
+
+
+class VerifyFn(Protocol):
+  def __call__(self, model: Any) -> list[Check]:
+    """The structural guarantee, checked on the given weights through what users call."""
+
+
+class PlotFn(Protocol):
+  def __call__(self, model: Any, data: Split, outdir: pathlib.Path) -> list[pathlib.Path]:
+    """PNG files for the card, written into `outdir`."""
+
+
+class DemoFn(Protocol):
+  def __call__(self, model: Any, outdir: pathlib.Path, dataset: str) -> str:
+    """What `zoo run NAME` shows: text to print (plots go into `outdir`); `dataset` is the variant's."""
+
+
+class ExportFn(Protocol):
+  def __call__(self, model: Any, kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """The form that ships (e.g. packed quantized weights) and the kwargs that rebuild it."""
+
+
+class CardSectionsFn(Protocol):
+  def __call__(self, model: Any, metrics: Mapping[str, float],
+               siblings: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+    """Extra card sections {title: markdown}. `siblings` maps each other shipped variant's name to its
+    manifest metrics (passed in by the caller: model code never reads the hub or sibling checkpoints)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Family:
   """What the zoo needs to know of a model family.
 
   Attributes:
-    name: the family's short name (the module's name).
+    name: the family's short name (its package's name).
     module: the `nnx.Module` class; called as `module(**kwargs, rngs=rngs)`.
-    loss: `loss(model, batch) -> (scalar, {name: scalar})`, jittable; `batch` is a dict of arrays whose
-      leading axis is the batch (the dataset's features).
-    evaluate: `evaluate(model, data) -> {metric: float}` on a whole split (dict of numpy arrays).
-    verify: `verify(model) -> list[Check]`: the structural guarantee, checked on the given weights.
-    plot: optional `plot(model, data, outdir) -> list[pathlib.Path]` (PNG files for the card).
-    demo: optional `demo(model, outdir, dataset) -> str`: what `zoo run NAME` shows (text; plots into outdir). Without
-      it, `zoo run` evaluates on the test split and plots.
-    export: optional `export(model, kwargs) -> (model, kwargs)`: the form that ships (e.g. packed quantized
-      weights), applied by the trainer to the best model before it is evaluated, verified and saved.
-    card_sections: optional `card_sections(model, metrics) -> {title: markdown}`: extra card sections.
+    loss, evaluate, verify, plot, demo, export, card_sections: the hooks (see their Protocols above). Without a
+      `demo`, `zoo run` evaluates on the test split and plots.
     paper: citation of the paper the family follows.
-    x64: the family computes in float64; the zoo builds, trains and evaluates it under `jax.enable_x64`.
+    x64: the family computes in float64; the zoo builds, trains, evaluates and verifies it in `precision()`.
   """
 
   name: str
   module: type[nnx.Module]
-  loss: Callable[..., Any]
-  evaluate: Callable[..., dict[str, float]]
-  verify: Callable[..., list[Check]]
-  plot: Callable[..., list[Any]] | None = None
-  demo: Callable[..., str] | None = None
-  export: Callable[..., tuple[Any, dict]] | None = None
-  card_sections: Callable[..., dict[str, str]] | None = None
+  loss: LossFn
+  evaluate: EvaluateFn
+  verify: VerifyFn
+  plot: PlotFn | None = None
+  demo: DemoFn | None = None
+  export: ExportFn | None = None
+  card_sections: CardSectionsFn | None = None
   paper: str = ""
   x64: bool = False
 
   def precision(self) -> contextlib.AbstractContextManager:
     """Context in which this family's arrays live (float64 where `x64`)."""
-    return jax.enable_x64(True) if self.x64 else contextlib.nullcontext()
-
-
-@dataclasses.dataclass(frozen=True)
-class Pretrained:
-  """Where a variant's weights live: a Hub repo at a revision, and the sha256 of its `manifest.json`.
-
-  The same hash pins the embedded copy in `checkpoints/NAME/`, so every source is checked alike.
-  """
-
-  repo_id: str
-  revision: str = "main"
-  sha256: str | None = None
-
-  @property
-  def uri(self) -> str:
-    return f"hf://{self.repo_id}@{self.revision}"
+    return float64_scope(self.x64)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,10 +132,14 @@ class ModelSpec:
   guarantee: str
   description: str = ""
   tags: tuple[str, ...] = ()
-  pretrained: Pretrained | None = None
   license: str = "apache-2.0"
   deviations: str = ""
   reference: dict[str, str] = dataclasses.field(default_factory=dict)
+
+  @property
+  def pretrained(self) -> pins.Pin | None:
+    """Where the shipped weights live and the manifest sha256 that pins them (from `checkpoints/pins.json`)."""
+    return pins.get(self.name)
 
   def build(self, seed: int = 0, **overrides: Any) -> nnx.Module:
     """A freshly initialised module (random weights from `seed`)."""
@@ -127,17 +153,18 @@ class ModelSpec:
 
   def as_dict(self) -> dict[str, Any]:
     """A JSON-ready record of the spec (what `zoo info` prints and the manifest stores)."""
+    pin = self.pretrained
     return {
         "name": self.name,
         "family": self.family.name,
-        "model_kwargs": _jsonable(self.kwargs),
+        "model_kwargs": jsonable(self.kwargs),
         "dataset": self.dataset,
         "input_shape": list(self.input_shape),
         "guarantee": self.guarantee,
         "description": self.description,
         "tags": list(self.tags),
-        "pretrained": self.pretrained.uri if self.pretrained else None,
-        "manifest_sha256": self.pretrained.sha256 if self.pretrained else None,
+        "pretrained": pin.uri if pin else None,
+        "manifest_sha256": pin.sha256 if pin else None,
         "license": self.license,
         "paper": self.family.paper,
         "deviations": self.deviations,
@@ -145,6 +172,63 @@ class ModelSpec:
         "float64": self.family.x64,
     }
 
+
+@dataclasses.dataclass(frozen=True)
+class Provenance:
+  """What a module was made from, carried on the module itself (`model.zoo_provenance`).
+
+  `zoo.create` and `zoo.load` set it; `zoo.quantize` updates it; `push_to_hub`, `verify` and the CLI read it.
+  Stored as JSON text so the module's graph definition stays hashable.
+
+  Attributes:
+    name: the registered variant the module instantiates.
+    kwargs_json: the keyword arguments it was built with (JSON).
+    source: where it came from ("create(seed=0)", "embedded /path", "hf://ORG/REPO@REV", "local directory D").
+    manifest_json: the manifest of the checkpoint it was loaded from (JSON), "" for a freshly created one.
+  """
+
+  name: str
+  kwargs_json: str
+  source: str
+  manifest_json: str = ""
+
+  @property
+  def kwargs(self) -> dict[str, Any]:
+    import json  # pylint: disable=import-outside-toplevel
+    return json.loads(self.kwargs_json)
+
+  @property
+  def manifest(self) -> dict[str, Any] | None:
+    import json  # pylint: disable=import-outside-toplevel
+    return json.loads(self.manifest_json) if self.manifest_json else None
+
+  @classmethod
+  def make(cls, name: str, kwargs: Mapping[str, Any], source: str,
+           manifest: Mapping[str, Any] | None = None) -> "Provenance":
+    import json  # pylint: disable=import-outside-toplevel
+    canonical = lambda d: json.dumps(jsonable(dict(d)), sort_keys=True)  # noqa: E731
+    return cls(name, canonical(kwargs), source, canonical(manifest) if manifest else "")
+
+  def with_kwargs(self, **updates: Any) -> "Provenance":
+    """The same provenance with `updates` merged into the kwargs (e.g. after quantization)."""
+    return Provenance.make(self.name, {**self.kwargs, **updates}, self.source, self.manifest)
+
+
+PROVENANCE_ATTR = "zoo_provenance"
+
+
+def provenance(model: Any) -> Provenance | None:
+  """The provenance `zoo.create` / `zoo.load` attached to `model`, or None for a module built otherwise."""
+  value = getattr(model, PROVENANCE_ATTR, None)
+  return value if isinstance(value, Provenance) else None
+
+
+def set_provenance(model: nnx.Module, value: Provenance) -> nnx.Module:
+  setattr(model, PROVENANCE_ATTR, value)
+  return model
+
+
+# --- registration and lookup --------------------------------------------------------------------------------
 
 _REGISTRY: dict[str, ModelSpec] = {}
 
@@ -157,15 +241,15 @@ def register(
     input_shape: tuple[int, ...],
     guarantee: str,
     tags: tuple[str, ...] = (),
-    pretrained: Pretrained | None = None,
     license: str = "apache-2.0",
     deviations: str = "",
     reference: dict[str, str] | None = None,
+    description: str | None = None,
 ) -> Callable[[Callable[[], dict[str, Any]]], Callable[[], dict[str, Any]]]:
   """Registers the decorated function's keyword arguments as the variant `name` of `family`.
 
   `reference` maps a metric name to the paper's (or official code's) number for it, as text with its source;
-  cards show it beside the measured value.
+  cards show it beside the measured value. `description` defaults to the function's docstring.
   """
 
   def decorator(fn: Callable[[], dict[str, Any]]) -> Callable[[], dict[str, Any]]:
@@ -174,11 +258,17 @@ def register(
     _REGISTRY[name] = ModelSpec(
         name=name, family=family, kwargs=dict(fn()), dataset=dataset,
         input_shape=tuple(input_shape), guarantee=guarantee,
-        description=(fn.__doc__ or "").strip(), tags=tuple(tags), pretrained=pretrained,
+        description=(description if description is not None else fn.__doc__ or "").strip(), tags=tuple(tags),
         license=license, deviations=deviations.strip(), reference=dict(reference or {}))
     return fn
 
   return decorator
+
+
+def register_variant(name: str, family: Family, kwargs: Mapping[str, Any], *, description: str,
+                     **fields: Any) -> None:
+  """`register` for variants generated in a loop: `kwargs` are the module's arguments."""
+  register(name, family, description=description, **fields)(lambda: dict(kwargs))
 
 
 def _import_families() -> None:
@@ -227,11 +317,12 @@ def check_input(x: Any, input_shape: tuple[int, ...], name: str = "x") -> None:
     raise errors.InputShapeError(f"{name} has dtype {dtype}; this model takes floating-point input.")
 
 
-def _jsonable(value: Any) -> Any:
-  if isinstance(value, dict):
-    return {str(k): _jsonable(v) for k, v in value.items()}
+def jsonable(value: Any) -> Any:
+  """`value` with tuples as lists, numpy scalars as Python numbers and keys as strings (for JSON)."""
+  if isinstance(value, Mapping):
+    return {str(k): jsonable(v) for k, v in value.items()}
   if isinstance(value, (list, tuple)):
-    return [_jsonable(v) for v in value]
+    return [jsonable(v) for v in value]
   if isinstance(value, (np.generic,)):
     return value.item()
   return value

@@ -4,8 +4,9 @@ A config file defines `get_config(arg)`; `arg` is `VARIANT` or `VARIANT,smoke` (
 shrinks the run to seconds for tests). It starts from `base_config()` and overrides what its paper sets:
 
     def get_config(arg="sir"):
-      variant, smoke = zoo.training.parse_arg(arg)
-      c = zoo.training.base_config(model="massnet-sir", dataset="sir")
+      variant, smoke = zoo.training.parse_arg(arg, "sir")
+      model = zoo.training.choose(variant, {"sir": "massnet-sir"}, "configs/massnet.py")
+      c = zoo.training.base_config(model=model, dataset="sir")
       c.optimizer.lr = 1e-2
       c.epochs = 150
       return zoo.training.shrink(c) if smoke else c
@@ -13,7 +14,13 @@ shrinks the run to seconds for tests). It starts from `base_config()` and overri
 
 from __future__ import annotations
 
+from typing import Mapping, TypeVar
+
 import ml_collections
+
+from zoo import errors
+
+T = TypeVar("T")
 
 
 def parse_arg(arg: str | None, default: str = "") -> tuple[str, bool]:
@@ -22,6 +29,13 @@ def parse_arg(arg: str | None, default: str = "") -> tuple[str, bool]:
   smoke = "smoke" in parts
   rest = [p for p in parts if p != "smoke"]
   return (rest[0] if rest else default), smoke
+
+
+def choose(variant: str, table: Mapping[str, T], config_file: str) -> T:
+  """`table[variant]`; `UnknownVariantError` (close matches, every variant) when the config has no such variant."""
+  if variant not in table:
+    raise errors.UnknownVariantError(config_file, variant, sorted(table))
+  return table[variant]
 
 
 def base_config(model: str, dataset: str) -> ml_collections.ConfigDict:

@@ -31,7 +31,7 @@ from flax import nnx
 
 from zoo.nn.contraction import ExtendedLinearField
 from zoo.nn.flows import NeuralSplineFlow
-from zoo.registry import Check, Family, Pretrained, check_input, register
+from zoo.registry import Check, Family, check_input, register
 
 
 class ELCD(nnx.Module):
@@ -458,23 +458,6 @@ _OFFICIAL = {
                     "final_distance": _TORCH + "0.0972 ± 0.099"},
 }
 
-# Shipped in checkpoints/NAME (trained with `python -m train --config configs/elcd.py:VARIANT`); manifest sha256.
-_SHIPPED = {
-    "elcd-lasa2d-angle": "5280da2b0dc87f3d047ae8df5d82cb8061c14b19729744edbe9b7a460660df19",
-    "elcd-lasa2d-cshape": "a1a1ba36e811896647fab3d4ae7cc8cdd23d9e48cf030befedd56767ee47bb23",
-    "elcd-lasa2d-gshape": "66e40a44bb99072fee34ae1ff2feb3183ec9dddb7116804e99b9bae653350f39",
-    "elcd-lasa2d-jshape": "83cd5bceb77d23435fed484db171ed1f1c37d575933d17daf12a9d7ae637363f",
-    "elcd-lasa2d-multi-models-1": "79358fd907510a1cabcc4c7c0b9f22be8c256986d7575321f616ec2739889daf",
-    "elcd-lasa2d-nshape": "cafe5a8647bf42695e246f8798bb983f7e09e0bd5dd42dc9263781152697682c",
-    "elcd-lasa2d-pshape": "099acc53b71ad4a8e893b118673bbd9b74b70ae793f2050bc282e8a48e1f8706",
-    "elcd-lasa2d-sine": "866418b83c8407a45f44fac32472f1c2d4f0bd78a3ae31cc22abfd5003e5fcc4",
-    "elcd-lasa2d-sshape": "3892963e29473187523fd6dca11746444631e5097641f39edb2c4494af481152",
-    "elcd-lasa2d-worm": "71519a012963fb79643d1edcb40ecef06e9339c2830861c85400230fde1fbf18",
-    "elcd-lasa4d": "801eade86335025fa5c205f4e6d3ea32854b5ced1e2521909073d49fd9023671",
-    "elcd-lasa8d": "ae7199dcde461ffee783565779b47b3b6fc7f62017344fb293a8323694a40ee9",
-}
-
-
 def _variant(name: str, dataset: str, dim: int, description: str, shapes: str) -> None:
   def factory():
     return dict(dim=dim, hidden=16, flow_steps=2)
@@ -482,7 +465,6 @@ def _variant(name: str, dataset: str, dim: int, description: str, shapes: str) -
   factory.__name__ = name.replace("-", "_")
   register(name, FAMILY, dataset=dataset, input_shape=(dim,), guarantee=_GUARANTEE,
            tags=("contraction", "stable-dynamics", "normalizing-flow", "imitation-learning", "lasa", shapes),
-           pretrained=Pretrained(f"nnx-zoo/{name}", sha256=_SHIPPED[name]) if name in _SHIPPED else None,
            deviations=_DEVIATIONS, reference=_OFFICIAL.get(name, {}))(factory)
 
 

@@ -40,7 +40,7 @@ import numpy as np
 from flax import nnx
 
 from zoo.nn.cbf import CBFSolution, Obstacles, UnsafeStateError, affine_cbf_filter
-from zoo.registry import Check, Family, Pretrained, check_input, register
+from zoo.registry import Check, Family, check_input, register
 
 __all__ = ["InvariantNeuralODE", "Obstacles", "ObstacleData", "UnsafeStateError", "PAPER_OBSTACLES",
            "MOVED_OBSTACLES", "FAMILY"]
@@ -682,8 +682,6 @@ GUARANTEE = ("Trajectories starting outside the obstacles never enter them: ever
 
 @register("invariance-node-spiral", FAMILY, dataset="spiral", input_shape=(2,), guarantee=GUARANTEE,
           tags=("neural-ode", "control-barrier-function", "forward-invariance", "safety", "spiral"),
-          pretrained=Pretrained("nnx-zoo/invariance-node-spiral",
-                                sha256="438da2cdeabdc7105aa23bd2cef2748724c45e43e3df8569f75b88e98355b0b8"),
           deviations="""Trained end-to-end through the CBF-QP layer (the official spiral/test.py imposes the CBF at test time
 on a plainly trained network; train_with_CBFs.py only tunes p): the loss sees the dynamics as deployed. The QP is the
 exact active-set solution (the official code: qpth in training, cvxopt at test). diffrax Dopri5 at rtol 1e-7 / atol
@@ -700,8 +698,6 @@ def invariance_node_spiral():
           guarantee=("None by itself (the unconstrained baseline); obstacles passed at inference make it "
                      "forward invariant (the paper's test-time CBF)."),
           tags=("neural-ode", "spiral", "baseline"),
-          pretrained=Pretrained("nnx-zoo/neural-ode-spiral",
-                                sha256="336cd07671630e4a34178c7086cffcca38412934e671d4b11bc4fd4b623db538"),
           deviations="""diffrax Dopri5 (rtol 1e-7, atol 1e-9, steps <= 0.025) instead of torchdiffeq; ground truth: the plain
 cubic spiral of spiral/test.py; 43 epochs (2107 steps) keeping the best full-trajectory L1 of evaluations every 2
 epochs. Its metrics "*_with_cbf" are the paper's procedure: the paper's obstacles imposed at inference.""")

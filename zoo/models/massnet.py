@@ -19,15 +19,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from zoo.registry import Check, Family, Pretrained, check_input, register
+from zoo.nn import init
+from zoo.registry import Check, Family, check_input, register
 
 F64 = jnp.float64
-_TORCH_INIT = nnx.initializers.variance_scaling(1 / 3, "fan_in", "uniform")
-
-
-def _torch_bias_init(fan_in: int):
-  bound = 1 / np.sqrt(fan_in)
-  return lambda key, shape, dtype=F64: jax.random.uniform(key, shape, dtype, -bound, bound)
 
 
 class MassStep(nnx.Module):
@@ -45,11 +40,11 @@ class MassStep(nnx.Module):
     self.conserve = conserve
     n_free = dim * (dim - 1) // 2 if conserve else dim * dim
     # PyTorch's nn.Linear initialisation (as the official code): U(±1/√fan_in) for weights and biases.
-    self.inner = nnx.Linear(dim, hidden, use_bias=False, dtype=F64, param_dtype=F64, kernel_init=_TORCH_INIT,
+    self.inner = nnx.Linear(dim, hidden, use_bias=False, dtype=F64, param_dtype=F64, kernel_init=init.TORCH_KERNEL,
                             rngs=rngs)
     self.inner_bias = nnx.Param(jax.random.normal(rngs.params(), (hidden,), F64))
-    self.outer = nnx.Linear(hidden, n_free, dtype=F64, param_dtype=F64, kernel_init=_TORCH_INIT,
-                            bias_init=_torch_bias_init(hidden), rngs=rngs)
+    self.outer = nnx.Linear(hidden, n_free, dtype=F64, param_dtype=F64, kernel_init=init.TORCH_KERNEL,
+                            bias_init=init.torch_bias(hidden), rngs=rngs)
     self.step = nnx.Param(jax.random.normal(rngs.params(), (), F64))
 
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -182,7 +177,6 @@ FAMILY = Family(
 @register("massnet-sir", FAMILY, dataset="sir", input_shape=(3,),
           guarantee="Conserves the total Σᵢxᵢ exactly (to float64 round-off) for every input.",
           tags=("mass-preserving", "conservation-law", "dynamical-systems", "sir"),
-          pretrained=Pretrained("nnx-zoo/massnet-sir", sha256="d630a2e44bdde964dc8fbf4a49997d2a1bc6e2f2683e518238a5b3853470ed58"),
           reference={"test_mse": "3.35e-6 (official notebook time1FlowMap.ipynb, PyTorch, float64)",
                      "mass_drift_max": "round-off (official notebook)"},
           deviations="""Architecture, data, optimiser and schedule follow the official notebook (widths 10/10/15,

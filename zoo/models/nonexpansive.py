@@ -27,7 +27,7 @@ from flax import nnx
 
 from zoo import attacks
 from zoo.nn import lipschitz as lip
-from zoo.registry import Check, Family, Pretrained, check_input, register
+from zoo.registry import Check, Family, check_input, register
 
 NEGATIVE_SLOPE = 0.5            # σ(t) = max(t, t/2)
 PAPER_EPSILONS = (36 / 255, 0.5, 1.0)   # the paper's L2 radii on CIFAR-10 images in [0, 1]^3072
@@ -475,8 +475,6 @@ def _digits_deviations() -> str:
 
 @register("nonexpansive-resnet-digits", FAMILY, dataset="digits", input_shape=(8, 8, 1), guarantee=_GUARANTEE,
           tags=("lipschitz", "non-expansive", "certified-robustness", "dynamical-systems", "digits"),
-          pretrained=Pretrained("nnx-zoo/nonexpansive-resnet-digits",
-                                sha256="06b71de0dd9c453147eeaaf6d5aee85563e978689356a462a6880f8307bb578c"),
           deviations=_digits_deviations(), reference=_reference(True, (8, 8, 1)))
 def nonexpansive_resnet_digits():
   """Non-expansive convolutional ResNet (expansive/contractive integrator steps, spectral normalisation by power
@@ -487,8 +485,6 @@ def nonexpansive_resnet_digits():
 
 @register("resnet-baseline-digits", FAMILY, dataset="digits", input_shape=(8, 8, 1), guarantee=_BASELINE,
           tags=("baseline", "dynamical-systems", "digits"),
-          pretrained=Pretrained("nnx-zoo/resnet-baseline-digits",
-                                sha256="67a3f3c3dc7a3e73610c309f34520e121e8851d0abe21762d7eb98bf648fe4e5"),
           deviations=_digits_deviations(),
           reference=_reference(False, (8, 8, 1)))
 def resnet_baseline_digits():
@@ -500,7 +496,7 @@ def resnet_baseline_digits():
 
 @register("nonexpansive-resnet-cifar10", FAMILY, dataset="cifar10", input_shape=(32, 32, 3), guarantee=_GUARANTEE,
           tags=("lipschitz", "non-expansive", "certified-robustness", "dynamical-systems", "cifar10"),
-          pretrained=None, deviations=_DEVIATIONS, reference=_reference(True, (32, 32, 3)))
+          deviations=_DEVIATIONS, reference=_reference(True, (32, 32, 3)))
 def nonexpansive_resnet_cifar10():
   """Non-expansive convolutional ResNet at the paper's CIFAR-10 size (widths 32/64/128, 4 residual steps per
   stage, hinge margin 0.07, orthogonality penalty 0.1). Trains where CIFAR-10 can be downloaded."""
@@ -509,7 +505,7 @@ def nonexpansive_resnet_cifar10():
 
 
 @register("resnet-baseline-cifar10", FAMILY, dataset="cifar10", input_shape=(32, 32, 3), guarantee=_BASELINE,
-          tags=("baseline", "dynamical-systems", "cifar10"), pretrained=None, deviations=_DEVIATIONS,
+          tags=("baseline", "dynamical-systems", "cifar10"), deviations=_DEVIATIONS,
           reference=_reference(False, (32, 32, 3)))
 def resnet_baseline_cifar10():
   """The unconstrained baseline of nonexpansive-resnet-cifar10 (same architecture, no constraints)."""

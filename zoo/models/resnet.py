@@ -27,7 +27,7 @@ import optax
 from flax import nnx
 
 from zoo import quant as zq
-from zoo.registry import Check, Family, Pretrained, check_input, register
+from zoo.registry import Check, Family, check_input, register
 
 # torchvision's ResNet initialisation: kaiming normal (fan_out, ReLU) for convolutions, BN γ=1, β=0.
 _CONV_INIT = nnx.initializers.variance_scaling(2.0, "fan_out", "normal")  # untruncated, as torch
@@ -325,19 +325,6 @@ float32) instead of ResNet18's 64 (11.2M, 45 MB): digits need far less, and the 
 enough to ship in the repo."""
 METHOD_NAMES = {"idkm": "IDKM", "dkm": "DKM", "idkm-jfb": "IDKM-JFB"}
 SHORT = {"idkm": "idkm", "dkm": "dkm", "idkm-jfb": "jfb"}  # the method's part of a variant's name
-# manifest sha256 of the shipped checkpoints (`zoo ship` prints them)
-PINS = {
-    "resnet18-digits": "d8279b9ba53fcf1825c140bc81670a0e0e40cff86a33d8178f03cbcf8a840363",
-    "resnet18-digits-dkm-b2": "76dc619f2562ea12c74e6288d0a5878cdc71cb0d3f323cbaff9a18aefd12ff73",
-    "resnet18-digits-idkm-b1": "e5ff8e5d7e2ce0c664386f001c141e26217b6599a9d20c956c7edc31a5c56430",
-    "resnet18-digits-idkm-b2": "01796493365227ddbdd40d467a8e899d260db6ac0c5949f54737028c1aa7db12",
-    "resnet18-digits-idkm-b4": "88d8ce5772632df798fb1b72cc0eb83e8097a52b15e73bbbb3693d04bf3e74f5",
-    "resnet18-digits-jfb-b2": "4effb1d9a6d5220e56aa2b39766b7f20c564a494b350bf1d67ff58a8b9aba4be",
-}
-
-
-def _pretrained(name: str) -> Pretrained | None:
-  return Pretrained(f"nnx-zoo/{name}", sha256=PINS[name]) if name in PINS else None
 
 
 def _quant_guarantee(bits: int) -> str:
@@ -363,7 +350,7 @@ every method, so DKM, IDKM and IDKM-JFB differ only in their gradients."""
 
 
 @register("resnet18-digits", FAMILY, dataset="digits", input_shape=(8, 8, 1), guarantee=_FLOAT_GUARANTEE,
-          tags=("resnet", "image-classification", "digits"), pretrained=_pretrained("resnet18-digits"),
+          tags=("resnet", "image-classification", "digits"),
           deviations=_DIGITS_INPUT + " No data augmentation; Adam instead of SGD (short CPU training).")
 def resnet18_digits():
   """ResNet18 (CIFAR-style stem, width 16) classifying the 8×8 scikit-learn digits; the float baseline of the
@@ -388,8 +375,7 @@ def _register_quantized(dataset: str, base: dict, input_shape: tuple[int, ...], 
                      + ("" if method == "idkm" else " A comparison point for the IDKM variants."))
   deviations = _quant_deviations(dataset, method) + ("\n\n" + _DIGITS_INPUT if dataset == "digits" else "")
   register(name, FAMILY, dataset=dataset, input_shape=input_shape, guarantee=_quant_guarantee(bits),
-           tags=("resnet", "image-classification", dataset, "quantization", SHORT[method], f"{bits}-bit"),
-           pretrained=_pretrained(name), deviations=deviations)(factory)
+           tags=("resnet", "image-classification", dataset, "quantization", SHORT[method], f"{bits}-bit"), deviations=deviations)(factory)
 
 
 for _b in BITS:

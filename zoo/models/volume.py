@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from zoo.registry import Check, Family, Pretrained, check_input, register
+from zoo.registry import Check, Family, check_input, register
 
 F64 = jnp.float64
 _DET_TOL = 1e-12      # |log|det J|| in float64: ~1e-16 per shear × a few dozen operations
@@ -309,8 +309,6 @@ FAMILY = Family(
           guarantee="Volume-preserving: det ∂N/∂z = 1 for every input (float64 round-off), with a closed-form "
                     "inverse N⁻¹.",
           tags=("volume-preserving", "invertible", "hamiltonian", "dynamical-systems", "pendulum"),
-          pretrained=Pretrained("nnx-zoo/volnet-pendulum",
-                                sha256="7efde807bc591e0feab47d4638405c1abe7fd9fe4a1a3014cce9765bb0451ff9"),
           deviations=(
               "The paper has no volume-preserving experiment (and no official code for it); this variant learns "
               "the time-0.5 flow map of the pendulum q' = p, p' = −sin q, a Hamiltonian (so area-preserving) "

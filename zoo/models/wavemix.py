@@ -33,7 +33,7 @@ from flax import nnx
 from zoo.models import resnet
 from zoo.nn import wavelets
 from zoo.quant import rotate as zrot
-from zoo.registry import Check, Family, Pretrained, check_input, register
+from zoo.registry import Check, Family, check_input, register
 
 BN = dict(momentum=0.9, epsilon=1e-5)  # torch BatchNorm2d defaults
 ROTATE_RTN4 = dict(method=zrot.METHOD, w_bits=4, a_bits=4, seed=0, clip=True)
@@ -329,14 +329,6 @@ FAMILY = Family(
 
 # --- variants --------------------------------------------------------------------------------------
 
-PINS: dict[str, str] = {
-    "wavemix-lite-digits": "8a02a3df07debb8170fa58b51b844d84ee12728e198681a287db7d62ac81107e",
-    "wavemix-lite-digits-rotate-rtn4": "ff2ad9436018e0e296c262ced517f58caae0f7063faddb3183d99a025238011a",
-}
-
-
-def _pretrained(name: str) -> Pretrained | None:
-  return Pretrained(f"nnx-zoo/{name}", sha256=PINS[name]) if name in PINS else None
 
 
 DIGITS = dict(num_classes=10, in_channels=1, image_size=8, dim=16, depth=4, mult=2, ff_channel=16, dropout=0.0,
@@ -349,7 +341,7 @@ _DIGITS_DEVIATION = ("The 8×8 scikit-learn digits stand in for MNIST (offline);
 
 
 @register("wavemix-lite-digits", FAMILY, dataset="digits", input_shape=(8, 8, 1), guarantee=_FLOAT_GUARANTEE,
-          tags=("wavemix", "image-classification", "digits"), pretrained=_pretrained("wavemix-lite-digits"),
+          tags=("wavemix", "image-classification", "digits"),
           deviations=_DIGITS_DEVIATION)
 def wavemix_lite_digits():
   """WaveMix-Lite-16/4 (level-1 blocks, transposed-conv upsampling) on the 8×8 scikit-learn digits."""
@@ -361,7 +353,6 @@ def wavemix_lite_digits():
                     "channel, stored packed with a float32 scale per channel) on 4-bit per-token inputs, after "
                     "randomised Hadamard rotations that leave the float network's function unchanged.",
           tags=("wavemix", "image-classification", "digits", "quantized", "quarot"),
-          pretrained=_pretrained("wavemix-lite-digits-rotate-rtn4"),
           deviations=_DIGITS_DEVIATION + " Post-training W4A4 of `wavemix-lite-digits` as QuaRot's RTN path "
                      "(`--rotate --w_rtn --w_clip --w_bits 4 --a_bits 4`): fake quantization in float32; stem and "
                      "classifier stay float (QuaRot keeps embeddings and lm_head in 16 bits); QuaRot rotates a "

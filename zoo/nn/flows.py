@@ -33,22 +33,11 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from zoo.nn import init
+
 MIN_BIN_WIDTH = 1e-3
 MIN_BIN_HEIGHT = 1e-3
 MIN_DERIVATIVE = 1e-3
-
-# PyTorch's nn.Linear initialisation: weights and biases U(±1/√fan_in).
-_TORCH_KERNEL = nnx.initializers.variance_scaling(1 / 3, "fan_in", "uniform")
-
-
-def _torch_bias(fan_in: int):
-  bound = 1 / math.sqrt(fan_in)
-  return lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound)
-
-
-def _uniform(bound: float):
-  return lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound)
-
 
 def _inverse_softplus(y: float) -> float:
   return float(np.log(np.expm1(y)))
@@ -214,9 +203,9 @@ class ResidualBlock(nnx.Module):
   """h ↦ h + W₂ relu(W₁ relu(h) + b₁) + b₂, W₂, b₂ initialised U(±1e-3) (near-identity start)."""
 
   def __init__(self, features: int, *, rngs: nnx.Rngs):
-    self.linear_in = nnx.Linear(features, features, kernel_init=_TORCH_KERNEL, bias_init=_torch_bias(features),
+    self.linear_in = nnx.Linear(features, features, kernel_init=init.TORCH_KERNEL, bias_init=init.torch_bias(features),
                                 rngs=rngs)
-    self.linear_out = nnx.Linear(features, features, kernel_init=_uniform(1e-3), bias_init=_uniform(1e-3),
+    self.linear_out = nnx.Linear(features, features, kernel_init=init.uniform(1e-3), bias_init=init.uniform(1e-3),
                                  rngs=rngs)
 
   def __call__(self, h: jax.Array) -> jax.Array:
@@ -233,10 +222,10 @@ class ResidualNet(nnx.Module):
   def __init__(self, in_features: int, out_features: int, hidden: int = 30, blocks: int = 2, *,
                rngs: nnx.Rngs):
     self.hidden = hidden
-    self.initial = nnx.Linear(in_features, hidden, kernel_init=_TORCH_KERNEL, bias_init=_torch_bias(in_features),
+    self.initial = nnx.Linear(in_features, hidden, kernel_init=init.TORCH_KERNEL, bias_init=init.torch_bias(in_features),
                               rngs=rngs)
     self.blocks = nnx.List([ResidualBlock(hidden, rngs=rngs) for _ in range(blocks)])
-    self.final = nnx.Linear(hidden, out_features, kernel_init=_TORCH_KERNEL, bias_init=_torch_bias(hidden),
+    self.final = nnx.Linear(hidden, out_features, kernel_init=init.TORCH_KERNEL, bias_init=init.torch_bias(hidden),
                             rngs=rngs)
 
   def __call__(self, x: jax.Array) -> jax.Array:

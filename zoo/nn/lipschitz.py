@@ -30,6 +30,7 @@ and ODEs", Physica D 2024.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Callable, Sequence
 
@@ -38,11 +39,12 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from zoo.nn import init
+
 MIN_SINGULAR_SHIFT = 1.1   # σ_min iteration runs on SHIFT·I − ÂᵀÂ, positive semi-definite while ‖Â‖² ≤ SHIFT
 EXACT_MAX_DIM = 4096       # operators with at most this many inputs (and ≤ 2²⁴ matrix entries) are also measured
 EXACT_MAX_ENTRIES = 1 << 24  # exactly, from their dense matrix
 
-TORCH_KERNEL_INIT = nnx.initializers.variance_scaling(1 / 3, "fan_in", "uniform")  # torch's default U(±1/√fan_in)
 
 
 class PowerIterate(nnx.Variable):
@@ -117,11 +119,6 @@ def leaky_relu_gain(negative_slope: float) -> float:
   return math.sqrt(2.0 / (1 + negative_slope ** 2))
 
 
-def _torch_bias_init(fan_in: int) -> Callable:
-  bound = 1 / math.sqrt(fan_in)
-  return lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound)
-
-
 # ------------------------------------------------------------------------------------ normalised operators
 
 
@@ -160,15 +157,15 @@ class SpectralOperator(nnx.Module):
 
   # -- the linear map and its exact adjoint ----------------------------------------------------------------
 
-  _apply_fn: Callable  # (x: (batch, *input_shape), kernel) -> (batch, *output_shape), linear in x
+  apply_fn: Callable  # (x: (batch, *input_shape), kernel) -> (batch, *output_shape), linear in x
 
   def apply(self, x: jax.Array, kernel: jax.Array) -> jax.Array:
     """Kx on a batch (no bias)."""
-    return type(self)._apply_fn(x, kernel)
+    return type(self).apply_fn(x, kernel)
 
   def transpose(self, z: jax.Array, kernel: jax.Array) -> jax.Array:
     """Kᵀz on a batch: the exact adjoint of `apply` (jax.linear_transpose), z: (batch, *output_shape)."""
-    return _transpose(type(self)._apply_fn, self.input_shape, z, kernel)
+    return _transpose(type(self).apply_fn, self.input_shape, z, kernel)
 
   def operator(self, kernel: jax.Array) -> tuple[Callable, Callable]:
     """(x ↦ Kx, z ↦ Kᵀz) on batches."""
@@ -241,7 +238,7 @@ class SpectralOperator(nnx.Module):
   def _matrix(self, kernel: jax.Array) -> np.ndarray:
     """The operator as a float64 matrix (inputs, outputs): row i = K e_i."""
     n = int(np.prod(self.input_shape))
-    return np.asarray(_compiled(self, "matrix")(kernel), np.float64).reshape(n, -1)
+    return np.asarray(_dense_matrix(kernel, apply_fn=self.apply_fn, shape=self.input_shape), np.float64).reshape(n, -1)
 
   def _exact_vector(self, kernel: jax.Array, top: bool) -> jax.Array:
     """The right singular vector of the largest (`top`) or smallest singular value, shape (1, *input_shape):
@@ -296,33 +293,35 @@ def _transpose(apply_fn: Callable, input_shape: tuple[int, ...], z: jax.Array, k
   return jax.linear_transpose(lambda x: apply_fn(x, kernel), like)(z)[0]
 
 
-_CACHE: dict[Any, Callable] = {}
+def _ops(apply_fn: Callable, shape: tuple[int, ...], kernel: jax.Array):
+  return (lambda x: apply_fn(x, kernel)), (lambda z: _transpose(apply_fn, shape, z, kernel))
 
 
-def _compiled(layer: SpectralOperator, which: str) -> Callable:
-  """A jitted power iteration (iteration count a traced argument) or dense-matrix builder for this layer type
-  and input shape: one compile per geometry, shared by every layer and iteration count."""
-  apply_fn, shape = type(layer)._apply_fn, layer.input_shape  # pylint: disable=protected-access
-  key = (apply_fn, shape, which)
-  if key not in _CACHE:
-    def ops(kernel):
-      return (lambda x: apply_fn(x, kernel)), (lambda z: _transpose(apply_fn, shape, z, kernel))
-    if which == "matrix":
-      n = int(np.prod(shape))
-      _CACHE[key] = jax.jit(lambda kernel: apply_fn(jnp.eye(n, dtype=kernel.dtype).reshape(n, *shape), kernel))
-    elif which == "power":
-      _CACHE[key] = jax.jit(lambda kernel, u, iters: power_iteration(*ops(kernel), u, iters))
-    else:
-      _CACHE[key] = jax.jit(lambda kernel, v, iters, shift: min_singular_iteration(*ops(kernel), v, iters, shift))
-  return _CACHE[key]
+# Jitted with the layer type's linear map and input shape static: one compile per geometry (JAX's own cache),
+# shared by every layer and iteration count.
+@functools.partial(jax.jit, static_argnames=("apply_fn", "shape"))
+def _dense_matrix(kernel: jax.Array, *, apply_fn: Callable, shape: tuple[int, ...]) -> jax.Array:
+  n = int(np.prod(shape))
+  return apply_fn(jnp.eye(n, dtype=kernel.dtype).reshape(n, *shape), kernel)
+
+
+@functools.partial(jax.jit, static_argnames=("apply_fn", "shape"))
+def _power(kernel, u, iters, *, apply_fn: Callable, shape: tuple[int, ...]):
+  return power_iteration(*_ops(apply_fn, shape, kernel), u, iters)
+
+
+@functools.partial(jax.jit, static_argnames=("apply_fn", "shape"))
+def _min_singular(kernel, v, iters, shift, *, apply_fn: Callable, shape: tuple[int, ...]):
+  return min_singular_iteration(*_ops(apply_fn, shape, kernel), v, iters, shift)
 
 
 def _jit_power(layer: SpectralOperator, kernel: jax.Array, u: jax.Array, iters: int):
-  return _compiled(layer, "power")(kernel, u, jnp.asarray(iters, jnp.int32))
+  return _power(kernel, u, jnp.asarray(iters, jnp.int32), apply_fn=layer.apply_fn, shape=layer.input_shape)
 
 
 def _jit_min(layer: SpectralOperator, kernel: jax.Array, v: jax.Array, iters: int, shift: float):
-  return _compiled(layer, "min")(kernel, v, jnp.asarray(iters, jnp.int32), jnp.asarray(shift, kernel.dtype))
+  return _min_singular(kernel, v, jnp.asarray(iters, jnp.int32), jnp.asarray(shift, kernel.dtype),
+                       apply_fn=layer.apply_fn, shape=layer.input_shape)
 
 
 def _conv_nhwc(x: jax.Array, kernel: jax.Array) -> jax.Array:
@@ -348,20 +347,20 @@ class SpectralConv(SpectralOperator):
 
   def __init__(self, in_features: int, out_features: int, kernel_size: Sequence[int] = (3, 3),
                input_size: Sequence[int] = (8, 8), *, normalize: bool = True, use_bias: bool = True,
-               track_min_singular: bool = False, kernel_init: Callable = TORCH_KERNEL_INIT,
+               track_min_singular: bool = False, kernel_init: Callable = init.TORCH_KERNEL,
                bias_init: Callable | None = None, init_iters: int = 200, rngs: nnx.Rngs):
     kh, kw = kernel_size
     kernel = kernel_init(rngs.params(), (kh, kw, in_features, out_features), jnp.float32)
     bias = None
     if use_bias:
-      bias_init = bias_init or _torch_bias_init(kh * kw * in_features)
+      bias_init = bias_init or init.torch_bias(kh * kw * in_features)
       bias = bias_init(rngs.params(), (out_features,), jnp.float32)
     self.in_features, self.out_features = in_features, out_features
     self.kernel_size = (kh, kw)
     self._init_state(kernel, bias, (*input_size, in_features), normalize=normalize,
                      track_min_singular=track_min_singular, init_iters=init_iters, rngs=rngs)
 
-  _apply_fn = staticmethod(_conv_nhwc)
+  apply_fn = staticmethod(_conv_nhwc)
 
 
 class SpectralDense(SpectralOperator):
@@ -371,15 +370,15 @@ class SpectralDense(SpectralOperator):
   """
 
   def __init__(self, in_features: int, out_features: int, *, normalize: bool = True, use_bias: bool = True,
-               kernel_init: Callable = TORCH_KERNEL_INIT, bias_init: Callable | None = None, init_iters: int = 200,
+               kernel_init: Callable = init.TORCH_KERNEL, bias_init: Callable | None = None, init_iters: int = 200,
                rngs: nnx.Rngs):
     kernel = kernel_init(rngs.params(), (in_features, out_features), jnp.float32)
-    bias = (bias_init or _torch_bias_init(in_features))(rngs.params(), (out_features,), jnp.float32) if use_bias else None
+    bias = (bias_init or init.torch_bias(in_features))(rngs.params(), (out_features,), jnp.float32) if use_bias else None
     self.in_features, self.out_features = in_features, out_features
     self._init_state(kernel, bias, (in_features,), normalize=normalize, track_min_singular=False,
                      init_iters=init_iters, rngs=rngs)
 
-  _apply_fn = staticmethod(_dense)
+  apply_fn = staticmethod(_dense)
 
 
 def refresh_estimates(model: nnx.Module, iters: int = 500) -> None:

@@ -40,7 +40,7 @@ from zoo.quant.kmeans import METHODS, KMeansConfig
 __all__ = [
     "quantize", "export", "materialize", "transfer", "QuantSpec", "ClusteredLayer", "PackedLayer", "Codebook",
     "PackedIndices", "ClusterReady", "clustered_layers", "effective_kernel", "distinct_vectors", "check_distinct",
-    "storage_bytes", "kmeans", "packing", "METHODS",
+    "storage_bytes", "state_bytes", "kmeans", "packing", "METHODS",
 ]
 
 MIN_SIZE = 2048  # coremltools `weight_threshold`: smaller kernels stay float
@@ -90,7 +90,7 @@ class QuantSpec:
                         adjoint_iters=self.adjoint_iters, adjoint_tol=self.adjoint_tol)
 
 
-def _call_with_kernel(layer: nnx.Module, kernel: jax.Array, *args: Any, **kwargs: Any) -> Any:
+def call_with_kernel(layer: nnx.Module, kernel: jax.Array, *args: Any, **kwargs: Any) -> Any:
   """`layer(*args)` computed with `kernel` as its kernel, on a copy: `layer` itself is not modified."""
   graphdef, state = nnx.split(layer)
   twin = nnx.merge(graphdef, state, copy=True)
@@ -140,7 +140,7 @@ class ClusteredLayer(nnx.Module):
       weights, c = kmeans.cluster(c0, self.vectors(), self.spec.kmeans_config())
       self.codebook[...] = jax.lax.stop_gradient(c)
       self.ready[...] = jnp.asarray(True)
-    return _call_with_kernel(self.layer, weights.reshape(kernel.shape), *args, **kwargs)
+    return call_with_kernel(self.layer, weights.reshape(kernel.shape), *args, **kwargs)
 
 
 class PackedLayer(nnx.Module):
@@ -166,7 +166,7 @@ class PackedLayer(nnx.Module):
     return packing.decode(self.indices[...], self.codebook[...], self.shape, self.bits)
 
   def __call__(self, *args: Any, **kwargs: Any) -> Any:
-    return _call_with_kernel(self.layer, self.kernel(), *args, **kwargs)
+    return call_with_kernel(self.layer, self.kernel(), *args, **kwargs)
 
 
 # --- module surgery --------------------------------------------------------------------------------
@@ -176,17 +176,17 @@ def _path_str(path: Sequence[Any]) -> str:
   return "/".join(str(p) for p in path)
 
 
-def _get(root: Any, path: Sequence[Any]) -> Any:
+def get_path(root: Any, path: Sequence[Any]) -> Any:
   node = root
   for p in path:
     node = node[p] if isinstance(p, int) else getattr(node, p)
   return node
 
 
-def _set(root: Any, path: Sequence[Any], value: Any) -> None:
+def set_path(root: Any, path: Sequence[Any], value: Any) -> None:
   if not path:
     raise ValueError("cannot replace the root module; wrap a model that contains the layer.")
-  parent = _get(root, path[:-1])
+  parent = get_path(root, path[:-1])
   if isinstance(path[-1], int):
     parent[path[-1]] = value
   else:
@@ -254,7 +254,7 @@ def quantize(model: nnx.Module, method: str = "idkm", bits: int = 4, dim: int = 
   for i, (path, module) in enumerate(chosen):
     spec = QuantSpec(method=method, bits=bits, dim=dim, tau=tau, iters=iters, eps=eps,
                      adjoint_iters=adjoint_iters, adjoint_tol=adjoint_tol, seed=seed + i)
-    _set(model, path, ClusteredLayer(module, spec))
+    set_path(model, path, ClusteredLayer(module, spec))
   return model
 
 
@@ -270,7 +270,7 @@ def export(model: nnx.Module) -> nnx.Module:
     indices = packing.encode(kernel, codebook, spec.bits)
     layer = wrapper.layer
     del layer.kernel
-    _set(model, path, PackedLayer(layer, indices, codebook, kernel.shape, spec.bits))
+    set_path(model, path, PackedLayer(layer, indices, codebook, kernel.shape, spec.bits))
   return model
 
 
@@ -289,7 +289,7 @@ def materialize(model: nnx.Module) -> nnx.Module:
     kernel = effective_kernel(wrapper)
     layer = wrapper.layer
     layer.kernel = nnx.Param(kernel)
-    _set(model, path, layer)
+    set_path(model, path, layer)
   return model
 
 
@@ -358,6 +358,12 @@ def check_distinct(model: nnx.Module) -> Any:
                f"{len(layers)} clustered layers; {detail}")
 
 
+def state_bytes(model: nnx.Module) -> int:
+  """Bytes of every array in the module's state (PRNG keys excluded: they are not weights)."""
+  return sum(int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(nnx.state(model))
+             if not jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key))
+
+
 def storage_bytes(model: nnx.Module) -> dict[str, int]:
   """Bytes of the model's state as stored, and as float32 (clustered kernels as float32 weights).
 
@@ -365,7 +371,7 @@ def storage_bytes(model: nnx.Module) -> dict[str, int]:
     {"state": bytes of every state array, "float32": the same with every clustered layer stored as a float32
     kernel instead, "clustered_weights": number of weights in clustered layers}.
   """
-  state = sum(int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(nnx.state(model)))
+  state = state_bytes(model)
   float32 = state
   weights = 0
   for _, wrapper in clustered_layers(model):

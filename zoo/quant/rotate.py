@@ -43,7 +43,7 @@ import zoo.quant as zq
 from zoo.quant import packing
 
 __all__ = ["Rotation", "Plan", "Identity", "RTNLayer", "hadamard", "random_hadamard", "rotate", "rtn", "quantize",
-           "quantized_layers", "fake_quant_per_token", "fold_norm", "change_basis", "fold_norms", "quantize_model",
+           "quantized_layers", "fake_quant_per_token", "fold_norm", "change_basis", "fold_norms", "quantize_model", "rebuild_kwargs",
            "record_inputs"]
 
 METHOD = "rotate-rtn4"
@@ -137,11 +137,11 @@ def _path(path: str) -> tuple[Any, ...]:
 
 
 def _get(root: Any, path: str) -> Any:
-  return zq._get(root, _path(path))  # pylint: disable=protected-access
+  return zq.get_path(root, _path(path))
 
 
 def _set(root: Any, path: str, value: Any) -> None:
-  zq._set(root, _path(path), value)  # pylint: disable=protected-access
+  zq.set_path(root, _path(path), value)
 
 
 def _base(module: nnx.Module) -> nnx.Module:
@@ -334,7 +334,7 @@ class RTNLayer(nnx.Module):
       x = fake_quant_per_token(x, self.a_bits)
     if self.codes is None:
       return self.layer(x)
-    return zq._call_with_kernel(self.layer, self.kernel(), x)  # pylint: disable=protected-access
+    return zq.call_with_kernel(self.layer, self.kernel(), x)
 
 
 def rtn(model: nnx.Module, w_bits: int = 4, a_bits: int = 4, clip: bool = True) -> nnx.Module:
@@ -370,6 +370,11 @@ def quantize_model(model: nnx.Module, method: str = METHOD, **recipe: Any) -> nn
   if hasattr(model, "quantized"):
     model.quant, model.quantized = {"method": method, **recipe}, True
   return model
+
+
+def rebuild_kwargs(model: nnx.Module) -> dict[str, Any]:
+  """The keyword arguments that make a zoo family rebuild `model`'s quantized form ({} for other modules)."""
+  return {"quant": model.quant, "quantized": True} if getattr(model, "quantized", False) else {}
 
 
 def quantized_layers(model: nnx.Module) -> list[tuple[str, RTNLayer]]:

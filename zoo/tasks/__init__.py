@@ -1,0 +1,1 @@
+"""Task code shared by families (e.g. `classification`: predict, loss, evaluate, checks, plots)."""
