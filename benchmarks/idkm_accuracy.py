@@ -13,9 +13,10 @@ CPU: compare them within one table only.
 
 `--ship` restores each run's export, applies the family's `export` hook (training form → b-bit packed indices +
 codebooks; runs trained before the hook existed hold the training form), re-evaluates, re-verifies, re-plots
-and saves it under the run's registered name with the family's card sections (storage, this table, the memory
-benchmark) to runs/NAME/shipped, then embeds it with `zoo ship`. Prints the manifest sha256 to pin in
-`zoo/models/resnet.py` (PINS).
+and saves it under the run's registered name with the family's card section (storage), this table and the memory
+benchmark (its table and plot, from benchmarks/results) to runs/NAME/shipped, then embeds it with `zoo ship`, which
+pins its manifest sha256 in checkpoints/pins.json. `--recard` replaces the tables in the embedded cards and pins
+the new manifests.
 """
 
 from __future__ import annotations
@@ -31,6 +32,21 @@ sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "benchmarks" / "results"
 RUNS = ROOT / "runs"
 METHODS = {"dkm": "DKM", "idkm": "IDKM", "jfb": "IDKM-JFB"}
+# the card sections these benchmarks give the resnet18-digits* cards: {title: card-ready markdown in RESULTS}
+SECTIONS = {"Accuracy: float vs DKM vs IDKM vs IDKM-JFB (benchmarks/idkm_accuracy.py)": "idkm_accuracy.md",
+            "Memory: DKM vs IDKM vs IDKM-JFB (benchmarks/idkm_memory.py)": "idkm_memory_card.md"}
+MEMORY_PLOT = RESULTS / "idkm_memory.png"
+
+
+def benchmark_sections() -> dict[str, str]:
+  """{title: markdown} of the benchmark results that exist, as `zoo ship --section TITLE=FILE` adds them (the
+  file's own title dropped, its subsections nested one level deeper)."""
+  out = {}
+  for title, file in SECTIONS.items():
+    path = RESULTS / file
+    if path.is_file():
+      out[title] = path.read_text().split("\n", 1)[1].replace("\n## ", "\n### ").strip()
+  return out
 
 
 def seconds_per_epoch(run: pathlib.Path) -> float | None:
@@ -85,7 +101,7 @@ def table(results: dict) -> str:
 def reexport(run: pathlib.Path) -> pathlib.Path:
   """runs/NAME/export (any form) → runs/NAME/shipped: the family's export form, metrics, checks, plots, card."""
   import zoo.data
-  from zoo import checkpoint, registry
+  from zoo import checkpoint, hub, registry
 
   model, manifest = checkpoint.restore(run / "export")
   name = run.name  # the run directories are named after the registered variants
@@ -103,9 +119,12 @@ def reexport(run: pathlib.Path) -> pathlib.Path:
       raise RuntimeError(f"{name}: the exported form's accuracy {metrics['accuracy']} differs from the training "
                          f"form's {manifest['metrics']['accuracy']}")
     checks = list(family.verify(model))
-    sections = family.card_sections(model, metrics) if family.card_sections else None
+    sections = dict(family.card_sections(model, metrics, checks, hub.shipped_records(exclude=name))
+                    if family.card_sections else {})
+    sections.update(benchmark_sections())
     with tempfile.TemporaryDirectory() as tmp:
       plots = list(family.plot(model, data, pathlib.Path(tmp))) if family.plot else []
+      plots += [MEMORY_PLOT] if MEMORY_PLOT.is_file() else []
       return checkpoint.save(model, run / "shipped", name=name, model_kwargs=kwargs, config=config,
                              metrics=metrics, checks=checks, plots=plots, card_sections=sections)
 
@@ -121,20 +140,17 @@ def ship(names: list[str] | None) -> None:
 
 
 def recard(names: list[str] | None) -> None:
-  """Re-renders the cards of the embedded checkpoints with the family's current card sections (e.g. after the
-  benchmarks were rerun); weights untouched. Prints the new manifest sha256 to pin."""
-  from zoo import checkpoint, hub, registry
+  """Replaces the benchmark tables in the cards of the embedded checkpoints (e.g. after the benchmarks were rerun);
+  weights, plots and the storage section untouched. Pins the new manifests (checkpoints/pins.json)."""
+  from zoo import checkpoint, hub, pins
 
   for directory in sorted(hub.checkpoints_dir().glob("resnet18-digits*")):
     if names and directory.name not in names:
       continue
-    model, manifest = checkpoint.restore(directory)
-    family = registry.get_spec(manifest["name"]).family
-    with family.precision():
-      sections = family.card_sections(model, manifest["metrics"])
-    manifest["card_sections"] = sections
-    (directory / checkpoint.MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    sha = checkpoint.refresh_card(directory)
+    sha = checkpoint.refresh_card(directory, benchmark_sections())
+    previous = pins.get(directory.name)
+    pins.write(directory.name, sha, repo_id=previous.repo_id if previous else None,
+               revision=previous.revision if previous else "main")
     print(f'    "{directory.name}": "{sha}",', flush=True)
 
 

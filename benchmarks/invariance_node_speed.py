@@ -147,7 +147,7 @@ def jax_benchmarks(repeats: int) -> dict:
                                ("cbf_1obst_qpax", one, "qpax"), ("cbf_2obst_active_set", paper, "active_set"),
                                ("cbf_2obst_qpax", paper, "qpax"), ("cbf_3obst_active_set", three, "active_set"),
                                ("cbf_3obst_qpax", three, "qpax")):
-      fn = jax.jit(jax.vmap(lambda y, o=cast(obs) if obs else None, m=method: inode._field(params, y, o, 1, m)))
+      fn = jax.jit(jax.vmap(lambda y, o=cast(obs) if obs else None, m=method: inode.field(params, y, o, 1, m)))
       fn(ys).block_until_ready()
       t = _median_time(lambda: fn(ys).block_until_ready(), repeats * 5)
       rhs[label] = {"evals_per_s": ys.shape[0] / t, "batch_s": t}
@@ -160,7 +160,7 @@ def jax_benchmarks(repeats: int) -> dict:
       o = cast(obs)
 
       def constraints(y, o=o):
-        theta_ref, f0, g = inode._split_affine(params, y, 1)
+        theta_ref, f0, g = inode.split_affine(params, y, 1)
         a, c = cbf.cbf_constraints(o.barrier(y), o.barrier_grad(y), f0, g, o.gains)
         return theta_ref, a, c
 

@@ -34,13 +34,6 @@ SETTINGS = ((4, 16), (16, 4), (4, 4))  # (w_bits, a_bits)
 OUTLIER = (3, 16.0)  # residual-stream channel, factor: the controlled outlier experiment
 
 
-def nnx.clone(model):
-  from flax import nnx
-
-  graphdef, state = nnx.split(model)
-  return nnx.merge(graphdef, state, copy=True)
-
-
 def with_outlier(model, channel: int, factor: float):
   """A copy of `model` computing the same function whose residual stream carries channel `channel` × `factor`
   (BatchNorms folded, the stream's writers scaled, its readers unscaled: `zoo.quant.rotate.change_basis` with a
@@ -98,17 +91,17 @@ def main() -> None:
 
   import zoo
   import zoo.data
-  from zoo.models import wavemix
   from zoo.quant import rotate as zrot
+  from zoo.tasks import classification
 
   model = zoo.load(NAME)
   data = zoo.data.load("digits", "test")
   x, labels = np.asarray(data["image"], np.float32), np.asarray(data["label"])
-  ref = wavemix.predict(model, x)
+  ref = classification.predict(model, x)
   n_layers = len(model.rotation_plan().quantize)
 
   def score(m) -> dict[str, float]:
-    out = wavemix.predict(m, x)
+    out = classification.predict(m, x)
     err = np.linalg.norm(out - ref, axis=1) / np.linalg.norm(ref, axis=1)
     return {"accuracy": float(np.mean(out.argmax(1) == labels)), "agreement": float(np.mean(out.argmax(1) == ref.argmax(1))),
             "output_error": float(np.mean(err))}

@@ -15,11 +15,8 @@ from zoo import registry, training
 
 def get_config(arg: str = "lasa8d"):
   variant, smoke = training.parse_arg(arg, "lasa8d")
-  name = f"elcd-{variant}"
-  known = registry.list_models("elcd-*")
-  if name not in known:
-    raise ValueError(f"configs/elcd.py has no variant {variant!r}; variants: "
-                     f"{', '.join(n.removeprefix('elcd-') for n in known)}.")
+  name = training.choose(variant, {n.removeprefix("elcd-"): n for n in registry.list_models("elcd-*")},
+                         "configs/elcd.py")
   c = training.base_config(model=name, dataset=registry.get_spec(name).dataset)
   c.optimizer.name = "adam"            # official: torch.optim.Adam(lr=1e-3), MSELoss on velocities,
   c.optimizer.lr = 1e-3                # DataLoader(batch_size=100, shuffle=True), 100 epochs, final model kept

@@ -1,10 +1,13 @@
 r"""Spiral neural ODEs with and without the CBF invariance layer (official settings of Weixy21/InvarianceNODE).
 
-    python -m train --config configs/invariance_node.py:invariance-node-spiral --workdir runs/invariance-node-spiral
     python -m train --config configs/invariance_node.py:neural-ode-spiral --workdir runs/neural-ode-spiral
+    zoo ship runs/neural-ode-spiral/export [--replace]
+    python -m train --config configs/invariance_node.py:invariance-node-spiral --workdir runs/invariance-node-spiral
+    zoo ship runs/invariance-node-spiral/export [--replace]
     python -m train --config configs/invariance_node.py:invariance-node-spiral,smoke --workdir /tmp/smoke
-    # ship both with the baseline-vs-invariant table in each card (prints the sha256s to pin):
-    python -c "from zoo.models import invariance_node as m; print(m.ship_pair('runs/invariance-node-spiral/export', 'runs/neural-ode-spiral/export'))"
+
+Each export's card carries the baseline-vs-invariant table, with the other variant's column from its shipped
+metrics (`card_sections(model, metrics, siblings)`): ship the baseline before training the invariant model.
 
 Official spiral/train.py: RMSprop lr 1e-3 (torch defaults: alpha 0.99, eps 1e-8 outside the square root),
 batch of 20 random windows of batch_time 10 from the 1000-sample trajectory, L1 loss, 2100 iterations
@@ -19,9 +22,7 @@ VARIANTS = {"invariance-node-spiral": "invariance-node-spiral", "invariant": "in
 
 def get_config(arg: str = "invariance-node-spiral"):
   variant, smoke = training.parse_arg(arg, "invariance-node-spiral")
-  if variant not in VARIANTS:
-    raise ValueError(f"configs/invariance_node.py has variants {sorted(VARIANTS)}, not {variant!r}.")
-  c = training.base_config(model=VARIANTS[variant], dataset="spiral")
+  c = training.base_config(model=training.choose(variant, VARIANTS, "configs/invariance_node.py"), dataset="spiral")
   c.batch_size = 20
   c.epochs = 43
   c.optimizer.name = "rmsprop"

@@ -8,9 +8,8 @@ from zoo import training
 
 def get_config(arg: str = "sir"):
   variant, smoke = training.parse_arg(arg, "sir")
-  if variant != "sir":
-    raise ValueError(f"configs/massnet.py has variant 'sir', not {variant!r}.")
-  c = training.base_config(model="massnet-sir", dataset="sir")
+  model = training.choose(variant, {"sir": "massnet-sir"}, "configs/massnet.py")
+  c = training.base_config(model=model, dataset="sir")
   c.batch_size = 32                      # official: batch 32, Adam lr 1e-2 with weight decay 1e-5 (coupled,
   c.epochs = 150                         # as torch.optim.Adam), StepLR(60, 0.1), 150 epochs, float64
   c.optimizer.name = "adam"

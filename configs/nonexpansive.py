@@ -21,9 +21,7 @@ _VARIANTS = {
 
 def get_config(arg: str = "digits"):
   variant, smoke = training.parse_arg(arg, "digits")
-  if variant not in _VARIANTS:
-    raise ValueError(f"configs/nonexpansive.py has variants {sorted(_VARIANTS)}, not {variant!r}.")
-  model, dataset = _VARIANTS[variant]
+  model, dataset = training.choose(variant, _VARIANTS, "configs/nonexpansive.py")
   c = training.base_config(model=model, dataset=dataset)
   c.optimizer.name = "sgd"               # official: SGD lr 0.01, momentum 0.9, StepLR(step 30 epochs, ×0.1)
   c.optimizer.lr = 0.01

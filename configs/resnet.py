@@ -13,33 +13,33 @@ codebooks); the registered variant is the packed form (b-bit indices + codebooks
 makes of it (the family's `export` hook, applied by the trainer before it saves). `digits-dkm-b2` and
 `digits-jfb-b2` have their own registered variants (the comparison that ships); the other dkm/jfb runs reuse the
 registered `resnet18-*-idkm-b*` name with `quant.method` overridden (comparison runs, not shipped).
+
+Cards: the trainer's export carries the Storage section; the benchmark tables join it when it is shipped, by
+`python benchmarks/idkm_accuracy.py --ship [NAME ...]` (re-exports each run, adds the tables and the memory plot,
+embeds it) or by hand (with the titles the shipped cards use):
+
+    zoo ship runs/resnet18-digits-idkm-b2/export --replace \
+      --section "$ACCURACY=benchmarks/results/idkm_accuracy.md" \
+      --section "$MEMORY=benchmarks/results/idkm_memory_card.md"
+
+with ACCURACY="Accuracy: float vs DKM vs IDKM vs IDKM-JFB (benchmarks/idkm_accuracy.py)" and
+MEMORY="Memory: DKM vs IDKM vs IDKM-JFB (benchmarks/idkm_memory.py)".
 """
 
 from zoo import registry, training
 from zoo.models import resnet
 
 METHODS = {"idkm": "idkm", "dkm": "dkm", "jfb": "idkm-jfb"}
-
-
-def _parse(variant: str) -> tuple[str, str | None, int | None]:
-  """"digits" -> ("digits", None, None); "digits-jfb-b2" -> ("digits", "idkm-jfb", 2)."""
-  parts = variant.split("-")
-  dataset = parts[0]
-  if dataset not in ("digits", "cifar10") or len(parts) not in (1, 3):
-    raise ValueError(f"configs/resnet.py: variant {variant!r}; use digits, cifar10 or "
-                     f"{{digits,cifar10}}-{{{','.join(METHODS)}}}-b{{{','.join(map(str, resnet.BITS))}}}.")
-  if len(parts) == 1:
-    return dataset, None, None
-  method, bits = parts[1], parts[2]
-  if method not in METHODS or bits not in {f"b{b}" for b in resnet.BITS}:
-    raise ValueError(f"configs/resnet.py: variant {variant!r}: method in {sorted(METHODS)}, bits in "
-                     f"{['b%d' % b for b in resnet.BITS]}.")
-  return dataset, METHODS[method], int(bits[1:])
+DATASETS = ("digits", "cifar10")
+# "digits" -> ("digits", None, None); "digits-jfb-b2" -> ("digits", "idkm-jfb", 2)
+VARIANTS = {**{dataset: (dataset, None, None) for dataset in DATASETS},
+            **{f"{dataset}-{short}-b{bits}": (dataset, method, bits)
+               for dataset in DATASETS for short, method in METHODS.items() for bits in resnet.BITS}}
 
 
 def get_config(arg: str = "digits"):
   variant, smoke = training.parse_arg(arg, "digits")
-  dataset, method, bits = _parse(variant)
+  dataset, method, bits = training.choose(variant, VARIANTS, "configs/resnet.py")
   name = f"resnet18-{dataset}"
   if method:  # the method's own registered variant where one exists, else the IDKM one (quant.method overridden)
     name = resnet.quantized_name(dataset, method, bits)
@@ -73,7 +73,7 @@ def get_config(arg: str = "digits"):
     c.model_overrides.packed = False     # the training form; zoo.quant.export packs it for shipping
     c.model_overrides.quant = dict(resnet.QUANT, method=method, bits=bits)
     c.optimizer.name = "adam"
-    c.optimizer.lr = 1e-4 if dataset == "digits" else 1e-4
+    c.optimizer.lr = 1e-4
     c.optimizer.kwargs = {}
     c.optimizer.schedule = "cosine"
     c.optimizer.weight_decay = 0.0

@@ -11,9 +11,8 @@ from zoo import training
 
 def get_config(arg: str = "pendulum"):
   variant, smoke = training.parse_arg(arg, "pendulum")
-  if variant != "pendulum":
-    raise ValueError(f"configs/volume.py has variant 'pendulum', not {variant!r}.")
-  c = training.base_config(model="volnet-pendulum", dataset="pendulum")
+  model = training.choose(variant, {"pendulum": "volnet-pendulum"}, "configs/volume.py")
+  c = training.base_config(model=model, dataset="pendulum")
   c.batch_size = 32                      # 50 steps per epoch
   c.epochs = 100
   c.optimizer.name = "adam"

@@ -11,6 +11,14 @@ r"""WaveMix / WaveMix-Lite, and its W4A4 rotation-quantized form (QuaRot-style, 
 evaluates, verifies and saves. The official recipes train with Lion (lr 1e-4, wd 1e-2) or AdamW (lr 1e-3, wd 0.01),
 batch 512, TrivialAugment and flips, until 20 epochs without improvement; here AdamW with cosine decay for a fixed
 number of epochs and no augmentation (the generic trainer).
+
+Cards: the benchmark tables join a card when its export is shipped (with the titles the shipped cards use):
+
+    zoo ship runs/wavemix-lite-digits/export --replace \
+      --section "$VS_RESNET=benchmarks/results/wavemix_vs_resnet.md" --section "$RTN4=benchmarks/results/rotate_rtn4.md"
+
+with VS_RESNET="WaveMix vs ResNet on this machine (benchmarks/wavemix_vs_resnet.py)" and
+RTN4="W4A4 round-to-nearest with and without rotation (benchmarks/rotate_rtn4.py)".
 """
 
 from zoo import training
@@ -25,9 +33,7 @@ _VARIANTS = {
 
 def get_config(arg: str = "digits"):
   variant, smoke = training.parse_arg(arg, "digits")
-  if variant not in _VARIANTS:
-    raise ValueError(f"configs/wavemix.py has variants {sorted(_VARIANTS)}, not {variant!r}.")
-  model, dataset = _VARIANTS[variant]
+  model, dataset = training.choose(variant, _VARIANTS, "configs/wavemix.py")
   c = training.base_config(model=model, dataset=dataset)
   c.best_metric = "accuracy"
   c.best_mode = "max"

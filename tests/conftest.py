@@ -35,6 +35,14 @@ def _isolated_env(tmp_path_factory):
       os.environ[k] = v
 
 
+@pytest.fixture(autouse=True)
+def _own_pins(tmp_path_factory, monkeypatch):
+  """Each test gets its own copy of checkpoints/pins.json: a test that ships cannot re-pin a model for others."""
+  path = tmp_path_factory.mktemp("pins") / "pins.json"
+  shutil.copyfile(ROOT / "checkpoints" / "pins.json", path)
+  monkeypatch.setenv("ZOO_PINS", str(path))
+
+
 @pytest.fixture()
 def hub(tmp_path, monkeypatch):
   """A Hub-compatible HTTP server on 127.0.0.1 storing repos under tmp; HF_ENDPOINT points at it and the HF

@@ -10,6 +10,7 @@ import zoo
 from zoo import errors, hub
 from zoo.models import elcd
 from zoo.nn.contraction import ExtendedLinearField
+from zoo.nn.precision import float64_scope
 
 TINY = dict(hidden=4, flow_steps=1, flow_hidden=8, flow_blocks=1, num_bins=4)
 
@@ -53,7 +54,7 @@ def _pushforward(model, x):
 
 def test_velocity_is_the_pushforward_of_the_latent_field(model):
   x = np.random.default_rng(1).normal(size=(16, 2)) * 2
-  with jax.enable_x64(True):
+  with float64_scope():
     vel, expected = _pushforward(model, jnp.asarray(x, jnp.float64))
   np.testing.assert_allclose(vel, expected, rtol=1e-9, atol=1e-10)
   assert model(x.astype(np.float32)).shape == (16, 2)
@@ -134,7 +135,7 @@ def test_registered_variants_and_configs():
     assert (c.model, c.dataset, c.optimizer.lr, c.batch_size, c.epochs) == (name, dataset, 1e-3, 100, 100)
     assert config.get_config(name.removeprefix("elcd-") + ",smoke").smoke
   assert len(zoo.list_models("elcd-lasa2d-*")) >= 4
-  with pytest.raises(ValueError, match="variants"):
+  with pytest.raises(errors.UnknownVariantError, match=r"no variant 'lasa3d'\. Did you mean: [^?]*lasa4d"):
     config.get_config("lasa3d")
 
 

@@ -19,6 +19,7 @@ from zoo import errors, hub
 from zoo.data import spiral
 from zoo.models import invariance_node as inode
 from zoo.nn.cbf import Obstacles, UnsafeStateError
+from zoo.nn.precision import float64_scope
 
 N_STATES, HORIZON = 64, 3.0  # small verification runs (one compiled shape shared by the tests)
 
@@ -26,7 +27,7 @@ N_STATES, HORIZON = 64, 3.0  # small verification runs (one compiled shape share
 def _straight_line_model(velocity=(-1.0, 0.1), obstacles=inode.PAPER_OBSTACLES) -> inode.InvariantNeuralODE:
   """W₁ = 0, b₁ = 1 (every hidden unit = tanhshrink(1) ≠ 0), W₂ = 0, b₂ = velocity: ẏ = velocity without CBF."""
   model = zoo.create("invariance-node-spiral", obstacles=obstacles)
-  with jax.enable_x64(True):
+  with float64_scope():
     model.linear1.kernel[...] = jnp.zeros_like(model.linear1.kernel[...])
     model.linear1.bias[...] = jnp.ones_like(model.linear1.bias[...])
     model.linear2.kernel[...] = jnp.zeros_like(model.linear2.kernel[...])
@@ -53,7 +54,7 @@ def test_filter_satisfies_the_cbf_condition_and_is_minimal(which):
   rng = np.random.default_rng(0)
   y = np.concatenate([rng.uniform(-2, 2, size=(300, 2)),  # and states close to each obstacle
                       *(c + rng.uniform(-0.35, 0.35, size=(100, 2)) for c in np.asarray(obs.centers))])
-  with jax.enable_x64(True):
+  with float64_scope():
     b = np.asarray(jax.vmap(obs.barrier)(jnp.asarray(y)))
     y = y[np.min(b, axis=1) > 0]
     f = np.asarray(model.velocity(y))
@@ -85,7 +86,7 @@ def test_obstacles_are_data_not_weights():
   def loss(m):
     return jnp.sum(m(x) ** 2)
 
-  with jax.enable_x64(True):
+  with float64_scope():
     grads = nnx.grad(loss)(model)
     opt = nnx.Optimizer(model, __import__("optax").sgd(0.1), wrt=nnx.Param)
     opt.update(model, grads)
@@ -134,7 +135,7 @@ def test_initial_state_inside_an_obstacle():
       model.rollout(np.array([[1.0, 1.0], [bad, 0.0]]), ts, check_safe=False)
   ys = np.asarray(model.rollout(inside, ts, check_safe=False))  # documented: the CBF pushes it out
   assert np.all(np.isfinite(ys))
-  with jax.enable_x64(True):
+  with float64_scope():
     b = np.asarray(jax.vmap(inode.paper_obstacles().barrier)(jnp.asarray(ys[0])))[:, 1]
   assert b[-1] > b[0] and np.all(np.diff(b) >= -1e-9)  # b rises monotonically toward the boundary
   assert b[-1] >= b[0] * np.exp(-20.0 * 2.0) - 1e-9  # b(t) >= b(0) e^{-pt}
@@ -151,7 +152,7 @@ def test_spiral_data_windows_follow_the_ode():
   np.testing.assert_allclose(train["y"][0], test["y"][0, start:start + 10], atol=1e-12)
   t, y = spiral.trajectory(y0=train["y0"][7], data_size=10, t_end=train["t"][7, -1] - train["t"][7, 0])
   np.testing.assert_allclose(y, train["y"][7], atol=1e-6)  # the data solves ẏ = y³A (25 s of rtol 1e-12 drift)
-  with jax.enable_x64(True):
+  with float64_scope():
     b = np.asarray(jax.vmap(inode.paper_obstacles().barrier)(jnp.asarray(test["y"][0])))
   assert b.min() < -0.02  # the ground truth itself runs through the obstacles
 
@@ -173,7 +174,7 @@ def test_loss_gradient_flows_through_the_qp_and_the_solver():
   model = zoo.create("invariance-node-spiral", seed=1)
   data = zoo.data.load("spiral", "train")
   batch = {k: jnp.asarray(v[:4]) for k, v in data.items()}
-  with jax.enable_x64(True):
+  with float64_scope():
     (value, _), grads = nnx.value_and_grad(inode.loss, has_aux=True)(model, batch)
     g = nnx.to_pure_dict(grads)["linear2"]["kernel"]
     assert np.all(np.isfinite(g)) and np.abs(g).max() > 0
@@ -201,7 +202,7 @@ def _boundary_states(obstacles: Obstacles, per_obstacle: int, gap: float = 1e-3)
     to_boundary = r / np.sum(np.abs(u) ** q, axis=1) ** (1 / q)
     rings.append(c + (1 + gap) * to_boundary[:, None] * u)
   states = np.concatenate(rings)
-  with jax.enable_x64(True):
+  with float64_scope():
     b = np.asarray(jax.vmap(obstacles.barrier)(jnp.asarray(states)))
   assert np.all(b >= 0) and np.all(np.min(b, axis=1) < 1e-3)  # safe, and close to a boundary
   return states
@@ -238,18 +239,27 @@ def test_shipped_baseline_crosses_the_obstacles():
   assert invariant["l1_trajectory"] < 1.5 * metrics["l1_trajectory"]  # "at comparable error"
 
 
-def test_cards_show_the_measured_comparison(monkeypatch, tmp_path):
-  """Both shipped cards carry the baseline-vs-invariant table built from both manifests; an export whose partner is
-  not shipped yet gets its own column only."""
+def test_cards_show_the_measured_comparison():
+  """Both shipped cards carry the baseline-vs-invariant table built from both manifests (metrics and recorded
+  checks). `card_sections` rebuilds its measured rows from this model's metrics and the sibling's, passed in (other
+  shipped models are ignored); an export whose partner does not ship gets its own column only."""
   inv, base = _manifest(inode.INVARIANT), _manifest(inode.BASELINE)
-  table = inode.comparison_markdown(inv, base)
+  table = inode.comparison_markdown(inv["metrics"], base["metrics"], inv["checks"], base["checks"])
   for name in (inode.INVARIANT, inode.BASELINE):
+    assert _manifest(name)["card_sections"][inode.COMPARISON_TITLE] == table
     card = (hub.checkpoints_dir() / name / "README.md").read_text()
-    assert f"## {inode.COMPARISON_TITLE}" in card and table.splitlines()[2] in card
+    assert f"## {inode.COMPARISON_TITLE}" in card and table in card
     assert "invariance_spiral.png" in card  # the plot with moved obstacles at inference, panel (d)
   assert f"| {base['metrics']['violation_rate']:.3f} |" in table and f"**{inv['metrics']['violation_rate']:.3f}**" in table
-  monkeypatch.setenv("ZOO_CHECKPOINTS", str(tmp_path))
-  alone = inode.card_sections(zoo.create(inode.BASELINE), base["metrics"])[inode.COMPARISON_TITLE]
+  assert "**0 (deepest 2.5e-10)**" in table  # the invariant model's `zoo verify` row, from its recorded checks
+  other = {"massnet-sir": {"metrics": {"l1_trajectory": 123.0, "violation_rate": 0.5}, "checks": []}}
+  for name, metrics, sibling in ((inode.BASELINE, base["metrics"], inode.INVARIANT),
+                                 (inode.INVARIANT, inv["metrics"], inode.BASELINE)):
+    own_checks = [zoo.Check(**c) for c in _manifest(name)["checks"]]
+    siblings = {**other, sibling: {k: _manifest(sibling)[k] for k in ("metrics", "checks")}}
+    section = inode.card_sections(zoo.create(name), metrics, own_checks, siblings)[inode.COMPARISON_TITLE]
+    assert section == table  # the whole table, verify row included, from what the trainer passes in
+  alone = inode.card_sections(zoo.create(inode.BASELINE), base["metrics"], [], other)[inode.COMPARISON_TITLE]
   assert f"{base['metrics']['l1_trajectory']:.4f}" in alone and "| **–** |" in alone
 
 
@@ -260,6 +270,6 @@ def test_shipped_weights_pass_zoo_verify_and_reproduce_the_card(name):
   checks = zoo.verify(model)
   assert checks and all(c.passed for c in checks), checks
   metrics = _manifest(name)["metrics"]
-  with jax.enable_x64(True):
+  with float64_scope():
     again = inode.evaluate(model, zoo.data.load("spiral", "test"))
   assert again["l1_trajectory"] == pytest.approx(metrics["l1_trajectory"], rel=1e-6)

@@ -6,7 +6,7 @@ import pytest
 
 import zoo
 import zoo.data
-from zoo import hub
+from zoo import errors, hub
 from zoo.models import massnet
 
 SHIPPED = (hub.checkpoints_dir() / "massnet-sir" / "manifest.json").is_file()
@@ -34,14 +34,25 @@ def test_float64_outside_any_x64_context():
   assert not jax.config.jax_enable_x64  # scoped to the model, not global
 
 
+def test_config_picks_the_variant_and_a_metric_that_evaluate_reports():
+  from configs import massnet as cfg  # pylint: disable=import-outside-toplevel
+
+  c = cfg.get_config("sir")
+  assert (c.model, c.dataset, c.best_metric) == ("massnet-sir", "sir", "test_mse") and cfg.get_config("sir,smoke").smoke
+  metrics = massnet.evaluate(zoo.create(c.model), zoo.data.load(c.dataset, c.eval_split))
+  assert set(metrics) == {"test_mse", "mass_drift_max"}  # best_metric among them, no duplicate "loss"
+  assert metrics["mass_drift_max"] < 1e-12
+  with pytest.raises(errors.UnknownVariantError, match=r"no variant 'sri'\. Did you mean: sir"):
+    cfg.get_config("sri")
+
+
 @pytest.mark.skipif(not SHIPPED, reason="massnet-sir is not embedded")
 def test_shipped_weights_keep_the_guarantee_and_the_card_numbers():
   model = zoo.load("massnet-sir")
   checks = zoo.verify(model)
   assert checks and all(c.passed for c in checks), checks
   info = zoo.info("massnet-sir")
-  with jax.enable_x64(True):
-    metrics = massnet.evaluate(model, zoo.data.load("sir", "test"))
+  metrics = massnet.evaluate(model, zoo.data.load("sir", "test"))  # float64 by itself, outside any x64 context
   assert metrics["test_mse"] == pytest.approx(info["metrics"]["test_mse"], rel=1e-6)
   assert metrics["test_mse"] < 1e-4
   assert metrics["mass_drift_max"] < 1e-12

@@ -1,5 +1,7 @@
 """Non-expansive ResNets: the Lipschitz machinery, the guarantee on random and shipped weights, must-fail cases."""
 
+import importlib
+import importlib.util
 import math
 
 import jax
@@ -12,6 +14,7 @@ import zoo
 import zoo.data
 from zoo import attacks, errors, hub
 from zoo.models import nonexpansive as ne
+from zoo.nn import init
 from zoo.nn import lipschitz as lip
 
 TINY = dict(widths=(4, 8), pairs_per_stage=1)
@@ -21,10 +24,17 @@ def _shipped(name):
   return (hub.checkpoints_dir() / name / "manifest.json").is_file()
 
 
+def _dense(layer, kernel):
+  """The layer's operator with `kernel` as a float64 matrix (outputs, inputs), column j = K e_j (exact: each
+  entry of K e_j is one kernel entry)."""
+  d = int(np.prod(layer.input_shape))
+  basis = jnp.eye(d, dtype=jnp.float32).reshape(d, *layer.input_shape)
+  return np.asarray(layer.apply(basis, kernel), np.float64).reshape(d, -1).T
+
+
 def _exact_norms(layer, kernel):
   """(σ_max, σ_min) of the layer's operator with `kernel`, from its dense matrix."""
-  m = layer._matrix(kernel)  # pylint: disable=protected-access
-  sv = np.linalg.svd(m, compute_uv=False)
+  sv = np.linalg.svd(_dense(layer, kernel), compute_uv=False)
   return sv[0], sv[-1]
 
 
@@ -68,7 +78,7 @@ def test_normalised_layer_has_norm_at_most_one_and_trains_its_vector():
 
 def test_contractive_and_expansive_bounds_hold_on_random_pairs():
   rng = nnx.Rngs(1)
-  conv = lip.SpectralConv(3, 3, (3, 3), (4, 4), normalize=False, kernel_init=lip.TORCH_KERNEL_INIT, rngs=rng)
+  conv = lip.SpectralConv(3, 3, (3, 3), (4, 4), normalize=False, kernel_init=init.TORCH_KERNEL, rngs=rng)
   k = conv.kernel[...] * 2.0
   c, s = _exact_norms(conv, k)
   b = jax.random.normal(jax.random.key(3), (3,))
@@ -104,7 +114,7 @@ def test_orthogonality_penalty_and_delta_orthogonal_init():
   assert float(lip.orthogonality_penalty(k)) < 1e-5
   assert float(lip.orthogonality_penalty(1.3 * k)) > 1.0
   conv = lip.SpectralConv(6, 6, (3, 3), (5, 5), normalize=False, kernel_init=lambda *a: k, rngs=nnx.Rngs(0))
-  sv = np.linalg.svd(conv._matrix(k), compute_uv=False)  # pylint: disable=protected-access
+  sv = np.linalg.svd(_dense(conv, k), compute_uv=False)
   np.testing.assert_allclose(sv, 1.0, atol=1e-5)  # an exactly orthogonal operator
 
 
@@ -180,6 +190,36 @@ def test_cifar10_variants_build_abstractly_and_need_the_download():
   assert zoo.get_spec("resnet-baseline-cifar10").kwargs["constrained"] is False
   with pytest.raises(errors.DataUnavailableError):
     zoo.data.load("cifar10", "test")
+
+
+def test_configs_pick_their_variant():
+  spec = importlib.util.spec_from_file_location("nonexpansive_config",
+                                                hub.checkpoints_dir().parent / "configs" / "nonexpansive.py")
+  config = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(config)
+  for variant, model in (("digits", "nonexpansive-resnet-digits"), ("baseline-digits", "resnet-baseline-digits")):
+    c = config.get_config(variant)
+    assert (c.model, c.dataset, c.optimizer.name) == (model, "digits", "sgd") and zoo.get_spec(model)
+  assert config.get_config("baseline-digits").optimizer.lr == 0.01 < config.get_config("digits").optimizer.lr
+  assert config.get_config("cifar10,smoke").smoke
+  with pytest.raises(errors.UnknownVariantError, match=r"no variant 'digit'\. Did you mean: [^?]*digits"):
+    config.get_config("digit")
+
+
+def test_card_sections_take_the_partner_from_siblings():
+  """The partner's row comes from the `siblings` the caller passes (no hub lookup); constrained row first."""
+  constrained, baseline = "nonexpansive-resnet-digits", "resnet-baseline-digits"
+  model = zoo.get_spec(baseline).abstract()
+  own = {"accuracy": 0.97, "lipschitz_bound": 12.5, "pgd_acc_eps1": 0.25}
+  alone = ne.card_sections(model, own, [], {"volnet-pendulum": {"metrics": {"loss": 0.5}, "checks": []}})
+  assert alone["Constrained vs baseline"].endswith(f"(`{constrained}` was not shipped when this card was written.)")
+  assert alone["How robustness is measured"].startswith("On the whole test split.")
+  table = ne.card_sections(model, own, [], {constrained: {"metrics": {"accuracy": 0.95, "lipschitz_bound": 0.99},
+                                                   "checks": []}})
+  rows = [line for line in table["Constrained vs baseline"].splitlines() if line.startswith("| `")]
+  assert len(rows) == 2 and "was not shipped" not in table["Constrained vs baseline"]
+  assert rows[0].startswith(f"| `{constrained}` | 0.99 | 0.950 | nan |")
+  assert rows[1].startswith(f"| `{baseline}` | 12.5 | 0.970 |") and "| 0.250 | nan |" in rows[1]
 
 
 # --- the shipped weights ----------------------------------------------------------------------------------
@@ -283,7 +323,9 @@ def test_shipped_cards_compare_with_the_baseline_and_the_paper():
 def test_shipped_baseline_verify_fails_when_its_bound_is_unsound(monkeypatch):
   """The baseline's own checks compare the empirical ratio with the measured L: an underestimated L is caught."""
   model = _load(BASELINE)
-  monkeypatch.setattr(ne, "lipschitz_bound", lambda records: 1.0)
+  # verify() computes L in its own module (`ne.verify` is the function the package re-exports)
+  monkeypatch.setattr(importlib.import_module("zoo.models.nonexpansive.verify"), "lipschitz_bound",
+                      lambda records: 1.0)
   failed = [c.name for c in ne.verify(model, iters=10, ascent_steps=20) if not c.passed]
   assert any("random pairs" in n for n in failed) and any("adversarial" in n for n in failed), failed
 

@@ -13,6 +13,7 @@ import zoo
 import zoo.data
 from zoo import checkpoint, errors, hub, quant
 from zoo.models import resnet
+from zoo.tasks import classification
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 QUANTIZED = [f"resnet18-digits-idkm-b{b}" for b in resnet.BITS] + ["resnet18-digits-dkm-b2", "resnet18-digits-jfb-b2"]
@@ -37,7 +38,7 @@ def packed():
 
 @needs_b2
 def test_forward_shape_and_input_check(packed):
-  assert resnet.predict(packed, X).shape == (4, 10)
+  assert classification.predict(packed, X).shape == (4, 10)
   with pytest.raises(errors.InputShapeError):
     packed(X[:, :, :4])
 
@@ -88,6 +89,13 @@ def test_verify_fails_once_the_clustering_is_gone():
 
 
 @needs_b2
+def test_plot_writes_the_confusion_matrix_and_codebook_histogram_only(packed, tmp_path):
+  data = zoo.data.load("digits", "test")
+  assert resnet.plot(packed, {k: v[:64] for k, v in data.items()}, tmp_path) == [tmp_path / "resnet18.png"]
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["resnet18.png"]
+
+
+@needs_b2
 def test_packed_checkpoint_round_trip_is_exact(packed, tmp_path):
   directory = checkpoint.save(packed, tmp_path / "ckpt", name=B2)
   restored, manifest = checkpoint.restore(directory)
@@ -96,7 +104,7 @@ def test_packed_checkpoint_round_trip_is_exact(packed, tmp_path):
   for (pa, va), (pb, vb) in zip(jax.tree_util.tree_leaves_with_path(a), jax.tree_util.tree_leaves_with_path(b)):
     assert pa == pb and va.dtype == vb.dtype
     np.testing.assert_array_equal(np.asarray(va), np.asarray(vb))
-  np.testing.assert_array_equal(resnet.predict(restored, X), resnet.predict(packed, X))
+  np.testing.assert_array_equal(classification.predict(restored, X), classification.predict(packed, X))
   state_bytes = sum(f.stat().st_size for f in (directory / "state").rglob("*") if f.is_file())
   assert state_bytes < 300_000  # 0.70M weights at 2 bits + float BN, stem and classifier
 
@@ -122,8 +130,9 @@ def test_export_hook_packs_the_training_form_exactly():
     assert isinstance(w, quant.PackedLayer)
     np.testing.assert_array_equal(np.asarray(quant.effective_kernel(w)), snapped[p])
   assert resnet.export(model, {"packed": True}) == (model, {"packed": True})  # already packed: unchanged
-  storage = resnet.card_sections(model, {})["Storage"]
-  assert "1-bit packed indices" in storage and "compression vs float32" in storage
+  sections = resnet.card_sections(model, {}, [], {})
+  assert list(sections) == ["Storage"]  # benchmark tables reach cards through `zoo ship --section`
+  assert "1-bit packed indices" in sections["Storage"] and "compression vs float32" in sections["Storage"]
 
 
 def test_configs_name_registered_models():
@@ -140,7 +149,7 @@ def test_configs_name_registered_models():
       assert c.model_overrides.packed is False and c.init_from == f"resnet18-{arg.split('-')[0]}"
   smoke = config("digits-idkm-b2,smoke")
   assert smoke.smoke and smoke.epochs == 1
-  with pytest.raises(ValueError, match="variant"):
+  with pytest.raises(errors.UnknownVariantError, match="digits-dkm-b2"):  # close matches named
     config("digits-kmeans-b2")
 
 

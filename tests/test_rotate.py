@@ -11,6 +11,7 @@ from zoo import checkpoint
 from zoo.models import wavemix
 from zoo.quant import packing
 from zoo.quant import rotate as zrot
+from zoo.tasks import classification
 
 
 def _trained_like(**kwargs):
@@ -49,9 +50,9 @@ def test_orders_without_a_construction_are_refused():
 @pytest.mark.parametrize("kwargs", [dict(level=1), dict(level=2), dict(level=1, upsample="nearest", ff_channel=16)])
 def test_rotation_leaves_the_function_unchanged(kwargs):
   model = _trained_like(**kwargs)
-  before = wavemix.predict(model, X)
+  before = classification.predict(model, X)
   rotated = zrot.rotate(nnx.clone(model), seed=3)
-  after = wavemix.predict(rotated, X)
+  after = classification.predict(rotated, X)
   assert np.max(np.abs(after - before)) / np.max(np.abs(before)) < 1e-5
   # the weights did change: every stream writer now mixes channels
   w0 = np.asarray(model.stem[1].kernel[...])
@@ -62,24 +63,24 @@ def test_rotation_leaves_the_function_unchanged(kwargs):
 def test_rotating_writers_without_readers_breaks_invariance():
   """The test above can fail: a plan that forgets the readers changes the output."""
   model = _trained_like(level=1)
-  before = wavemix.predict(model, X)
+  before = classification.predict(model, X)
   broken = nnx.clone(model)
   zrot.fold_norms(broken)
   stream = broken.rotation_plan().rotations[0]
   q = zrot.random_hadamard(stream.dim, jax.random.key(0))
   for path in stream.writers:
     zrot._rotate_out(zrot._get(broken, path), q)  # pylint: disable=protected-access
-  after = wavemix.predict(broken, X)
+  after = classification.predict(broken, X)
   assert np.max(np.abs(after - before)) / np.max(np.abs(before)) > 1e-2
 
 
 def test_batchnorm_folding_is_exact():
   model = _trained_like(level=1)
-  before = wavemix.predict(model, X)
+  before = classification.predict(model, X)
   folded = nnx.clone(model)
   zrot.fold_norms(folded)
   assert all(isinstance(b.mlps[0].norm, zrot.Identity) for b in folded.blocks)
-  np.testing.assert_allclose(wavemix.predict(folded, X), before, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(classification.predict(folded, X), before, rtol=1e-5, atol=1e-5)
 
 
 def test_rotation_spreads_an_outlier_channel():
@@ -141,11 +142,11 @@ def test_zoo_quantize_stores_compactly_and_zoo_load_restores(tmp_path):
   assert all(x.dtype == jnp.uint8 for x in jax.tree.leaves(codes))
   assert sum(x.nbytes for x in jax.tree.leaves(nnx.state(model, nnx.Param))) < float_bytes / 3
   x = np.random.default_rng(0).random((4, 8, 8, 1), dtype=np.float32)
-  before = wavemix.predict(model, x)
+  before = classification.predict(model, x)
   kwargs = {**zoo.get_spec("wavemix-lite-digits").kwargs, "quant": model.quant, "quantized": True}
   checkpoint.save(model, tmp_path / "q", name="wavemix-lite-digits", model_kwargs=kwargs)
   restored = zoo.load(f"local-dir:{tmp_path / 'q'}")
-  np.testing.assert_array_equal(wavemix.predict(restored, x), before)
+  np.testing.assert_array_equal(classification.predict(restored, x), before)
   with pytest.raises(ValueError, match="already quantized"):
     zoo.quantize(restored, method="rotate-rtn4")
 

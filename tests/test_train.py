@@ -1,5 +1,8 @@
-"""The generic trainer: one-step smoke run to an export, exact resume after kill -9, data parallelism."""
+"""The generic trainer: a smoke run to an export (in-process), fine-tuning from shipped weights, exact resume after
+kill -9, and data parallelism over two devices (the one subprocess that has to be: XLA fixes the device count at
+start)."""
 
+import importlib.util
 import json
 import os
 import signal
@@ -8,16 +11,31 @@ import sys
 import time
 
 import numpy as np
-import pytest
 
 from zoo import checkpoint
 
 from tests.conftest import ROOT
+from train.trainer import train_and_evaluate
 
 SMOKE = "configs/massnet.py:sir,smoke"
 
 
-def _train(workdir, *flags, env=None, wait=True):
+def _config(**overrides):
+  """configs/massnet.py:sir,smoke with `overrides` (dotted keys as on the command line)."""
+  spec = importlib.util.spec_from_file_location("massnet_config", ROOT / "configs" / "massnet.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config("sir,smoke")
+  for key, value in overrides.items():
+    *parents, leaf = key.split(".")
+    node = config
+    for p in parents:
+      node = node[p]
+    node[leaf] = value
+  return config
+
+
+def _subprocess_train(workdir, *flags, env=None, wait=True):
   cmd = [sys.executable, "-m", "train", f"--config={SMOKE}", f"--workdir={workdir}", *flags]
   full_env = {**os.environ, **(env or {})}
   if not wait:
@@ -40,8 +58,9 @@ def _export_leaves(workdir):
 
 
 def test_smoke_run_exports_a_verified_checkpoint(tmp_path):
-  _train(tmp_path / "run")
+  result = train_and_evaluate(_config(), tmp_path / "run")
   leaves, manifest = _export_leaves(tmp_path / "run")
+  assert result["export"] == str(tmp_path / "run" / "export") and result["devices"] == 1
   assert manifest["name"] == "massnet-sir" and manifest["config"]["smoke"] is True
   assert manifest["checks"] and all(c["passed"] for c in manifest["checks"])
   assert {"test_mse", "mass_drift_max"} <= set(manifest["metrics"])
@@ -53,7 +72,7 @@ def test_init_from_starts_at_the_shipped_weights(tmp_path):
   from flax import nnx
 
   import zoo
-  _train(tmp_path / "run", "--config.init_from=massnet-sir", "--config.optimizer.lr=0.0")
+  train_and_evaluate(_config(init_from="massnet-sir", **{"optimizer.lr": 0.0}), tmp_path / "run")
   leaves, _ = _export_leaves(tmp_path / "run")  # lr 0: the export is the starting point
   shipped = [np.asarray(x) for x in jax.tree.leaves(nnx.state(zoo.load("massnet-sir")).to_pure_dict())]
   assert len(leaves) == len(shipped)
@@ -62,10 +81,10 @@ def test_init_from_starts_at_the_shipped_weights(tmp_path):
 
 
 def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path):
-  flags = ["--config.epochs=3", "--config.max_train_examples=900", "--config.checkpoint_every_steps=2"]
-  _train(tmp_path / "straight", *flags)
+  settings = {"epochs": 3, "max_train_examples": 900, "checkpoint_every_steps": 2}
+  train_and_evaluate(_config(**settings), tmp_path / "straight")
   victim = tmp_path / "killed"
-  proc = _train(victim, *flags, wait=False)
+  proc = _subprocess_train(victim, *(f"--config.{k}={v}" for k, v in settings.items()), wait=False)
   deadline = time.time() + 300
   while time.time() < deadline:
     log = victim / "metrics.jsonl"
@@ -76,26 +95,24 @@ def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path):
   proc.wait()
   assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
   assert not (victim / "export").exists()
-  resumed = _train(victim, *flags)
-  assert "Resumed massnet-sir from step" in resumed.stderr
+  logged = len((victim / "metrics.jsonl").read_text().splitlines())
+  result = train_and_evaluate(_config(**settings), victim)  # resumes in this process
+  steps = [json.loads(l)["step"] for l in (victim / "metrics.jsonl").read_text().splitlines()]
+  assert 1 < steps[logged] <= steps[logged - 1] + 1, "did not resume from the last checkpoint"
+  assert result["steps"] == max(_losses(tmp_path / "straight"))
   a, _ = _export_leaves(tmp_path / "straight")
   b, _ = _export_leaves(victim)
   for x, y in zip(a, b):
     np.testing.assert_array_equal(x, y)
 
 
-def test_two_devices_give_the_same_losses(tmp_path):
-  flags = ["--config.epochs=2", "--config.max_train_examples=256", "--config.export=False"]
-  _train(tmp_path / "one", *flags)
-  _train(tmp_path / "two", *flags, env={"XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
-  one, two = _losses(tmp_path / "one"), _losses(tmp_path / "two")
-  assert one.keys() == two.keys() and len(one) == 32
-  np.testing.assert_allclose([two[k] for k in sorted(two)], [one[k] for k in sorted(one)], rtol=1e-9)
-
-
-def test_trainer_sees_both_devices():
-  from tests.conftest import run_python
-  out = run_python(
-      "import jax; from train.trainer import _Run; print(len(jax.devices()))",
-      env={"XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
-  assert out.stdout.strip() == "2", out.stderr
+def test_two_devices_shard_the_batch_and_give_the_same_losses(tmp_path):
+  settings = {"epochs": 2, "max_train_examples": 256, "export": False}
+  one = train_and_evaluate(_config(**settings), tmp_path / "one")
+  proc = _subprocess_train(tmp_path / "two", *(f"--config.{k}={v}" for k, v in settings.items()),
+                           env={"XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
+  two = json.loads(proc.stdout[proc.stdout.index("{"):])
+  assert one["devices"] == 1 and two["devices"] == 2  # the trainer's mesh spans both devices
+  a, b = _losses(tmp_path / "one"), _losses(tmp_path / "two")
+  assert a.keys() == b.keys() and len(a) == 32
+  np.testing.assert_allclose([b[k] for k in sorted(b)], [a[k] for k in sorted(a)], rtol=1e-9)

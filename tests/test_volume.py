@@ -1,13 +1,12 @@
 """volnet-pendulum: det J = 1 and the closed-form inverse on random and shipped weights; float64 scoped."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import zoo
 import zoo.data
-from zoo import hub
+from zoo import errors, hub
 from zoo.data import pendulum
 from zoo.models import volume
 
@@ -45,6 +44,27 @@ def test_float64_outside_any_x64_context():
   assert not jax.config.jax_enable_x64  # scoped to the model, not global
 
 
+def test_jitted_entry_points_match_the_methods():
+  """`apply` (one jit, the method name static) and the scanned `rollout` give what the module's methods give."""
+  model = zoo.create("volnet-pendulum", seed=2)
+  z = np.random.default_rng(1).normal(size=(16, 2))
+  for method in volume.model.METHODS:
+    np.testing.assert_allclose(volume.apply(model, method, z), np.asarray(getattr(model, method)(z)), atol=1e-13)
+  np.testing.assert_allclose(volume.rollout(model, z, 5), np.asarray(model.rollout(z, 5)), atol=1e-13)
+  with pytest.raises(ValueError, match="method"):
+    volume.apply(model, "rollout", z)
+
+
+def test_config_picks_the_variant():
+  from configs import volume as cfg  # pylint: disable=import-outside-toplevel
+
+  c = cfg.get_config("pendulum")
+  assert (c.model, c.dataset, c.best_metric) == ("volnet-pendulum", "pendulum", "test_mse")
+  assert cfg.get_config("pendulum,smoke").smoke
+  with pytest.raises(errors.UnknownVariantError, match="pendulum"):
+    cfg.get_config("pendelum")
+
+
 def test_odd_dimension_is_rejected():
   with pytest.raises(ValueError, match="even"):
     zoo.create("volnet-pendulum", dim=3)
@@ -66,8 +86,7 @@ def test_shipped_weights_keep_the_guarantee_and_the_card_numbers():
   checks = zoo.verify(model)
   assert checks and all(c.passed for c in checks), checks
   info = zoo.info("volnet-pendulum")
-  with jax.enable_x64(True):
-    metrics = volume.evaluate(model, zoo.data.load("pendulum", "test"))
+  metrics = volume.evaluate(model, zoo.data.load("pendulum", "test"))  # float64 by itself, outside any x64 context
   assert metrics["test_mse"] == pytest.approx(info["metrics"]["test_mse"], rel=1e-6)
   assert metrics["test_mse"] < 1e-4
   assert metrics["max_abs_log_det"] < 1e-13 and metrics["max_inverse_error"] < 1e-12

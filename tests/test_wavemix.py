@@ -1,5 +1,8 @@
 """WaveMix: the Haar DWT against PyWavelets, the blocks and variants as in the official code, the shipped model."""
 
+import importlib.util
+import pathlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,6 +15,15 @@ import zoo.data
 from zoo import errors
 from zoo.models import wavemix
 from zoo.nn import wavelets
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def config(arg):
+  spec = importlib.util.spec_from_file_location("wavemix_config", ROOT / "configs" / "wavemix.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)
 
 
 @pytest.mark.parametrize("shape", [(2, 8, 8, 1), (3, 6, 10, 4), (1, 32, 16, 3)])
@@ -100,6 +112,16 @@ def test_one_training_step_lowers_the_loss():
   assert float(last) < float(first)
 
 
+def test_configs_name_registered_models():
+  names = set(zoo.list_models("wavemix-*"))
+  for arg in ("digits", "digits-rotate-rtn4", "mnist", "cifar10"):
+    assert config(arg).model in names
+  quantize = config("digits-rotate-rtn4,smoke")
+  assert quantize.init_from == "wavemix-lite-digits" and quantize.model_overrides.quantized is False
+  with pytest.raises(errors.UnknownVariantError, match="digits-rotate-rtn4"):  # close matches named
+    config("digits-rotate")
+
+
 def test_real_datasets_need_the_download(monkeypatch):
   monkeypatch.setattr(zoo.data, "_download_host_reachable", lambda *a, **k: False)
   for name in ("wavemix-lite-mnist", "wavemix-cifar10"):
@@ -107,6 +129,13 @@ def test_real_datasets_need_the_download(monkeypatch):
       zoo.data.load(zoo.get_spec(name).dataset, "train")
   with pytest.raises(errors.CheckpointNotFoundError):
     zoo.load("wavemix-cifar10")
+
+
+def test_plot_writes_its_own_confusion_png(tmp_path):
+  data = zoo.data.load("digits", "test")
+  model = zoo.load("wavemix-lite-digits")
+  assert wavemix.plot(model, {k: v[:64] for k, v in data.items()}, tmp_path) == [tmp_path / "confusion.png"]
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["confusion.png"]
 
 
 def test_shipped_wavemix_lite_digits_matches_its_card_and_verifies():

@@ -218,7 +218,8 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict[str
   run.manager.wait_until_finished()
 
   # 5. export the best
-  result: dict[str, Any] = {"steps": step, "train_seconds": time.perf_counter() - start}
+  result: dict[str, Any] = {"steps": step, "train_seconds": time.perf_counter() - start,
+                            "devices": int(run.mesh.devices.size)}
   best = run.manager.best_step()
   if best is not None and best != step:
     run.restore(best)
@@ -234,7 +235,7 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict[str
     sections = None
     if family.card_sections:
       from zoo import hub  # pylint: disable=import-outside-toplevel
-      sections = family.card_sections(model, metrics, hub.shipped_metrics(exclude=config.model))
+      sections = family.card_sections(model, metrics, checks, hub.shipped_records(exclude=config.model))
     with tempfile.TemporaryDirectory() as tmp:
       plots = list(family.plot(model, run.eval_data, pathlib.Path(tmp))) if family.plot else []
       export = checkpoint.save(

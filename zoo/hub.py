@@ -218,14 +218,16 @@ def push_to_hub(model_or_dir: nnx.Module | str | os.PathLike, repo_id: str, *, n
   return str(info.commit_url)
 
 
-def shipped_metrics(exclude: str | None = None) -> dict[str, dict[str, Any]]:
-  """{name: manifest metrics} of every embedded checkpoint (what family card sections get as `siblings`)."""
+def shipped_records(exclude: str | None = None) -> dict[str, dict[str, Any]]:
+  """{name: {"metrics": ..., "checks": [...]}} of every embedded checkpoint, read from its manifest: what family
+  card sections get as `siblings` (model code never reads sibling checkpoints itself)."""
   out = {}
   root = checkpoints_dir()
   for spec in registry.specs():
-    manifest = root / spec.name / checkpoint.MANIFEST
-    if spec.name != exclude and manifest.is_file():
-      out[spec.name] = json.loads(manifest.read_text()).get("metrics") or {}
+    path = root / spec.name / checkpoint.MANIFEST
+    if spec.name != exclude and path.is_file():
+      manifest = json.loads(path.read_text())
+      out[spec.name] = {"metrics": manifest.get("metrics") or {}, "checks": manifest.get("checks") or []}
   return out
 
 

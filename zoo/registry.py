@@ -22,7 +22,7 @@ import fnmatch
 import importlib
 import pathlib
 import pkgutil
-from typing import Any, Callable, Iterator, Mapping, Protocol
+from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
 
 import numpy as np
 from flax import nnx
@@ -84,10 +84,12 @@ class ExportFn(Protocol):
 
 
 class CardSectionsFn(Protocol):
-  def __call__(self, model: Any, metrics: Mapping[str, float],
+  def __call__(self, model: Any, metrics: Mapping[str, float], checks: Sequence[Check],
                siblings: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
-    """Extra card sections {title: markdown}. `siblings` maps each other shipped variant's name to its
-    manifest metrics (passed in by the caller: model code never reads the hub or sibling checkpoints)."""
+    """Extra card sections {title: markdown}: `metrics` and `checks` are this model's (its evaluate and verify).
+    `siblings` maps each other shipped variant's name to its record
+    {"metrics": {...}, "checks": [{"name", "passed", "value", "bound", "detail"}, ...]}, read from its manifest by
+    the caller (`zoo.hub.shipped_records`): model code never reads the hub or sibling checkpoints."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,64 @@
+"""The ELCD family record, its registered variants (LASA 2D shapes, 4D, 8D), the guarantee and deviation texts and
+the official PyTorch reference numbers the cards show beside the measured ones."""
+
+from __future__ import annotations
+
+from zoo.models.elcd.model import ELCD
+from zoo.models.elcd.report import demo, evaluate, loss, plot
+from zoo.models.elcd.verify import verify
+from zoo.registry import Family, register_variant
+
+
+FAMILY = Family(
+    name="elcd", module=ELCD, loss=loss, evaluate=evaluate, verify=verify, plot=plot, demo=demo,
+    paper="Jaffe, Davydov, Lapsekili, Singh, Bullo. Learning Neural Contracting Dynamics: Extended Linearization "
+          "and Global Guarantees. NeurIPS 2024. arXiv:2402.08090")
+
+
+_GUARANTEE = ("Globally exponentially stable at the target with a unique equilibrium: the latent field's extended "
+              "linearization has symmetric part ⪯ −0.01·I for every state, so every trajectory converges and the "
+              "field is contracting in the metric pulled back by the learned diffeomorphism.")
+_DEVIATIONS = """Architecture, initialisation, data preprocessing and optimiser follow the official LASA demo
+(seanjaffe1/Extended-Linearized-Contracting-Dynamics, lasa_demo.ipynb): P_s/P_a MLPs with 16 tanh units, a 2-step
+rational-quadratic neural-spline flow (10 bins, tail bound 10, residual conditioner 30 × 2 blocks), Adam 1e-3,
+batch 100, 100 epochs, the first 3 demonstrations for training. Differences: J_{φ⁻¹}(z)·f(z) is one forward-mode
+Jacobian-vector product (the official code builds the full Jacobian); the trainer drops the last incomplete batch;
+the permutations are drawn from JAX's PRNG, so the same seed gives different weights than PyTorch; test metrics are
+on demonstrations 3-6 (the official notebook only plots demonstration 0)."""
+
+
+# The official PyTorch ELCD on the same data, batches and seeds (benchmarks/elcd_official.py; mean ± std over
+# seeds 0-2, test demonstrations): the card's reference column.
+_TORCH = "official PyTorch, 3 seeds: "
+_OFFICIAL = {
+    "elcd-lasa2d-angle": {"mean_nearest_distance": _TORCH + "0.189 ± 0.036", "dtw": _TORCH + "139 ± 24",
+                          "frechet": _TORCH + "0.335 ± 0.025", "swept_error_area": _TORCH + "4.4 ± 2.4",
+                          "final_distance": _TORCH + "0.014 ± 0.015"},
+    "elcd-lasa4d": {"mean_nearest_distance": _TORCH + "0.584 ± 0.12", "dtw": _TORCH + "401 ± 85",
+                    "frechet": _TORCH + "0.649 ± 0.14", "swept_error_area": _TORCH + "18.3 ± 0.66",
+                    "final_distance": _TORCH + "0.159 ± 0.17"},
+    "elcd-lasa8d": {"mean_nearest_distance": _TORCH + "2.09 ± 0.29", "dtw": _TORCH + "1.59e+03 ± 2e+02",
+                    "frechet": _TORCH + "2.77 ± 0.52", "swept_error_area": _TORCH + "39 ± 1.4",
+                    "final_distance": _TORCH + "0.0972 ± 0.099"},
+}
+
+
+def _variant(name: str, dataset: str, dim: int, description: str, shapes: str) -> None:
+  register_variant(name, FAMILY, dict(dim=dim, hidden=16, flow_steps=2), description=description, dataset=dataset,
+                   input_shape=(dim,), guarantee=_GUARANTEE,
+                   tags=("contraction", "stable-dynamics", "normalizing-flow", "imitation-learning", "lasa", shapes),
+                   deviations=_DEVIATIONS, reference=_OFFICIAL.get(name, {}))
+
+
+# One 2D variant per LASA shape family (angles, C/G/J-like hooks, letters, sines and snakes, multi-modal).
+LASA_2D = ("Angle", "CShape", "GShape", "JShape", "NShape", "PShape", "Sshape", "Sine", "Worm", "Multi_Models_1")
+for _shape in LASA_2D:
+  _variant(f"elcd-lasa2d-{_shape.lower().replace('_', '-')}", f"lasa/{_shape}", 2,
+           f"ELCD on the LASA {_shape} shape (2D): a globally contracting motion policy learned from 3 demonstrations.",
+           _shape)
+_variant("elcd-lasa4d", "lasa/4d", 4,
+         "ELCD on 4D LASA (PShape and NShape stacked, as the official 4D demo): a globally contracting policy.",
+         "PShape+NShape")
+_variant("elcd-lasa8d", "lasa/8d", 8,
+         "ELCD on 8D LASA (PShape, NShape, Sshape and Angle stacked): a globally contracting motion policy.",
+         "PShape+NShape+Sshape+Angle")

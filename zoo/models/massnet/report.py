@@ -1,0 +1,58 @@
+"""The task of `massnet-sir`, the time-1 flow map of SIR: loss, evaluation and the card's plot."""
+
+from __future__ import annotations
+
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from zoo.models.massnet.model import MassNet, predict
+from zoo.registry import Batch, Split
+
+
+def loss(model: MassNet, batch: Batch) -> tuple[jax.Array, dict]:
+  """Mean squared error of one batch {"x": (batch, dim), "y": (batch, dim)}."""
+  mse = jnp.mean((model(batch["x"]) - batch["y"]) ** 2)
+  return mse, {"mse": mse}
+
+
+def evaluate(model: MassNet, data: Split) -> dict[str, float]:
+  """Test MSE of the flow map, and the largest total-mass drift |Σ N(x) − Σ x| over the split."""
+  pred = predict(model, data["x"])
+  return {
+      "test_mse": float(np.mean((pred - data["y"]) ** 2)),
+      "mass_drift_max": float(np.max(np.abs(pred.sum(1) - data["x"].sum(1)))),
+  }
+
+
+def plot(model: MassNet, data: Split, outdir: pathlib.Path) -> list[pathlib.Path]:
+  """Iterates the learned time-1 map for 10 steps from test states against the exact SIR flow."""
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+
+  from zoo.data import sir  # pylint: disable=import-outside-toplevel
+
+  x0 = np.asarray(data["x"][:3], np.float64)
+  learned, exact = [x0], [x0]
+  for _ in range(10):
+    learned.append(predict(model, learned[-1]))
+    exact.append(sir.flow(exact[-1]))
+  learned, exact = np.stack(learned, 1), np.stack(exact, 1)
+  fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+  for k, label in enumerate("SIR"):
+    for j in range(x0.shape[0]):
+      axes[0].plot(exact[j, :, k], color=f"C{k}", alpha=0.5)
+      axes[0].plot(learned[j, :, k], "o", color=f"C{k}", ms=3, label=label if j == 0 else None)
+  axes[0].set(xlabel="t", ylabel="population", title="learned map (dots) vs exact flow (lines)")
+  axes[0].legend()
+  for j in range(x0.shape[0]):
+    axes[1].semilogy(np.abs(learned[j].sum(1) - x0[j].sum()) + 1e-18)
+  axes[1].set(xlabel="t", ylabel="|total − initial total|", title="mass drift (float64)")
+  fig.tight_layout()
+  path = pathlib.Path(outdir) / "massnet_sir.png"
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return [path]

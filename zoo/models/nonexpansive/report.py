@@ -1,0 +1,106 @@
+"""Plots and card sections: accuracy vs L2 radius (clean, PGD, certified), per-layer bounds, and the table
+constrained vs baseline beside the paper's CIFAR-10 numbers."""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from zoo import attacks
+from zoo.models.nonexpansive.evaluate import PAPER_CIFAR10, PAPER_EPSILONS, epsilons
+from zoo.models.nonexpansive.model import NonexpansiveResNet, lipschitz_bound
+from zoo.models.nonexpansive.verify import VERIFY_TOL
+from zoo.tasks.classification import unit_float
+
+PAIRS = {8: ("nonexpansive-resnet-digits", "resnet-baseline-digits"),   # image size -> (constrained, baseline)
+         32: ("nonexpansive-resnet-cifar10", "resnet-baseline-cifar10")}
+
+HOW_MEASURED = (
+    "On the whole test split. *PGD*: L2 projected gradient ascent on the cross-entropy (`zoo.attacks`), 10 steps "
+    "of size 2.5ε/10 from a uniform random start in the ball, inputs clipped to [0, 1]; an example counts as "
+    "robust only if it is classified correctly at x and at every iterate. *Certified*: the prediction's margin "
+    "f_y − max_{j≠y} f_j exceeds √2·L·ε, with L = Π of the per-layer bounds measured on these weights (operator "
+    "norms by power iteration on the convolution operator and by exact SVD, step sizes; `zoo verify`). A "
+    "certified example cannot be attacked by any method within the radius; PGD only gives an upper bound on "
+    "robust accuracy. The baseline's L (a product of unconstrained per-layer norms) is loose, so its certified "
+    "accuracy says little about its true robustness, which PGD bounds from above.")
+
+
+def plot(model: NonexpansiveResNet, data, outdir) -> list[pathlib.Path]:
+  """Accuracy vs L2 radius (clean, PGD, certified) and the per-layer Lipschitz bounds."""
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+
+  x, y = unit_float(data["image"]), np.asarray(data["label"], np.int64)
+  logits = attacks.predict(model, x)
+  records = model.layer_bounds(iters=1000, random_starts=0)
+  lipschitz = lipschitz_bound(records)
+  top = max(epsilons(model.input_shape))
+  grid = np.linspace(0, top, 11)
+  pgd = [attacks.robust_accuracy(model, x, y, float(e)) for e in grid]
+  cert = [attacks.certified_accuracy(logits, y, lipschitz, float(e)) for e in grid]
+  fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+  axes[0].plot(grid, pgd, "o-", label="L2 PGD (10 steps)")
+  axes[0].plot(grid, cert, "s-", label=f"certified (L = {lipschitz:.3g})")
+  axes[0].axhline(float(np.mean(np.argmax(logits, 1) == y)), color="gray", ls=":", label="clean")
+  axes[0].set(xlabel="ε (L2, inputs in [0, 1])", ylabel="accuracy", ylim=(0, 1.02),
+              title=("non-expansive" if model.constrained else "unconstrained baseline") + " — test split")
+  axes[0].legend()
+  names = [r["name"] for r in records]
+  axes[1].bar(range(len(records)), [r["bound"] for r in records], color=["C0" if r["bound"] <= 1 + VERIFY_TOL
+                                                                          else "C3" for r in records])
+  axes[1].axhline(1.0, color="k", lw=0.8)
+  axes[1].set_yscale("log")
+  axes[1].set_xticks(range(len(records)), names, rotation=45, ha="right", fontsize=8)
+  axes[1].set(ylabel="Lipschitz bound (log scale)", title=f"per-layer bounds, product L = {lipschitz:.4g}")
+  fig.tight_layout()
+  path = pathlib.Path(outdir) / "robustness.png"
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return [path]
+
+
+def comparison_markdown(metrics: Mapping[str, Mapping[str, float]], input_shape: Sequence[int]) -> str:
+  """A markdown table constrained vs baseline (clean / PGD / certified at each radius, the Lipschitz bound L)
+  with the paper's CIFAR-10 numbers for reference. `metrics`: {model name: its evaluate() dict}."""
+  eps = epsilons(input_shape)
+  head = ("| model | L | clean | " + " | ".join(f"PGD ε={e:g} | cert. ε={e:g}" for e in eps)
+          + " | median cert. radius |")
+  lines = [head, "|" + "---|" * (4 + 2 * len(eps))]
+  for name, m in metrics.items():
+    cells = [f"{m.get('lipschitz_bound', float('nan')):.4g}", f"{m['accuracy']:.3f}"]
+    cells += [f"{m.get(f'pgd_acc_eps{e:g}', float('nan')):.3f} | {m.get(f'certified_acc_eps{e:g}', float('nan')):.3f}"
+              for e in eps]
+    cells.append(f"{m.get('median_certified_radius', float('nan')):.3g}")
+    lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
+  scaled = ""
+  if eps != PAPER_EPSILONS:
+    scaled = (f" The first three radii here are the paper's scaled to this input size (same RMS change per pixel): "
+              f"ε = {eps[0]:g} ↔ 36/255, {eps[1]:g} ↔ 0.5, {eps[2]:g} ↔ 1.0.")
+  lines += ["", "Paper (official code's stored results: CIFAR-10, 1024 test images, L2 PGD 10 steps; no certificate "
+            "reported), accuracy at ε = 0 / 36/255 / 0.5 / 1.0." + scaled, "",
+            "| model | clean | ε=36/255 | ε=0.5 | ε=1.0 |", "|---|---|---|---|---|"]
+  lines += [f"| {k} | " + " | ".join(f"{v:.3f}" for v in vals) + " |" for k, vals in PAPER_CIFAR10.items()]
+  return "\n".join(lines)
+
+
+def card_sections(model: NonexpansiveResNet, metrics: Mapping[str, float], checks: Sequence[Check],
+                  siblings: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+  """Card sections: the table constrained vs baseline (this model's metrics and its partner's, from its record in
+  `siblings` {name: {"metrics": ..., "checks": ...}} when the partner is shipped) beside the paper's CIFAR-10
+  numbers, and how the numbers are measured."""
+  del checks
+  constrained, baseline = PAIRS.get(model.image_size, ("this model (constrained)", "this model (baseline)"))
+  own, other = (constrained, baseline) if model.constrained else (baseline, constrained)
+  rows = {own: metrics}
+  partner = siblings.get(other)
+  if partner is not None:
+    rows[other] = partner["metrics"]
+  rows = dict(sorted(rows.items(), key=lambda kv: kv[0] != constrained))
+  table = comparison_markdown(rows, model.input_shape)
+  if partner is None:
+    table += f"\n\n(`{other}` was not shipped when this card was written.)"
+  return {"Constrained vs baseline": table, "How robustness is measured": HOW_MEASURED}
