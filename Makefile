@@ -15,11 +15,13 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/zoo run elcd-lasa8d
 
+# Two pytest workers (one per core: a test compiles and runs on one thread); a file stays on one worker, so its
+# jit caches are shared by its tests.
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 test-slow: $(STAMP)
-	$(PY) -m pytest -q -m slow
+	$(PY) -m pytest -q -n 2 --dist loadfile -m slow
 
 cards: $(STAMP)
 	$(VENV)/bin/zoo cards

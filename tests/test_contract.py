@@ -79,6 +79,7 @@ def test_shipped_model_is_embedded_pinned_and_loads(name):
   manifest = checkpoint.read_manifest(directory, pin.sha256)  # the pin matches the embedded manifest
   checkpoint.verify_files(directory, manifest)
   assert manifest["name"] == name and pin.repo_id.endswith(name)
+  assert manifest["checks"] and all(c["passed"] for c in manifest["checks"]), manifest["checks"]
   model = zoo.load(name)
   origin = zoo.provenance(model)
   assert origin.name == name and origin.manifest == manifest and str(directory) in origin.source

@@ -102,6 +102,7 @@ def test_tampered_manifest_fails_the_registry_pin(published):
     zoo.load("massnet-sir")
 
 
+@pytest.mark.slow  # 8 cold loads at once: the concurrency check of the slow run
 def test_eight_concurrent_cold_loads(published):
   code = ("import zoo, numpy as np\nm = zoo.load('massnet-sir')\n"
           "print(float(np.asarray(m(np.ones((1, 3)) / 3)).sum()))")

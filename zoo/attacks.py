@@ -22,6 +22,7 @@ prediction whose margin f_y − max_{j≠y} f_j exceeds √2·L·ε cannot chang
 from __future__ import annotations
 
 import math
+import dataclasses
 from typing import Any, Callable
 
 import jax
@@ -30,20 +31,26 @@ import numpy as np
 from flax import nnx
 
 
-_FNS: dict[Any, Callable] = {}
+@dataclasses.dataclass(frozen=True)
+class _Logits:
+  """f(params, x) -> logits of a module (its graph definition) or of a plain callable. Hashable and equal for equal
+  graph definitions, so the jitted attacks (which take it as a static argument) compile once per architecture."""
+
+  graphdef: Any = None
+  function: Callable | None = None
+
+  def __call__(self, params: Any, x: jax.Array) -> jax.Array:
+    if self.function is not None:
+      return self.function(x)
+    return nnx.merge(self.graphdef, params)(x)
 
 
-def _logits_fn(model: Any) -> tuple[Callable, Any]:
-  """(pure f(params, x) -> logits, params) for an nnx.Module or a plain callable; f is cached per graph
-  definition (or callable), so jitted attacks compile once per architecture."""
+def _logits_fn(model: Any) -> tuple[_Logits, Any]:
+  """(pure f(params, x) -> logits, params) for an nnx.Module or a plain callable."""
   if isinstance(model, nnx.Module):
     graphdef, state = nnx.split(model)
-    if graphdef not in _FNS:
-      _FNS[graphdef] = lambda s, x: nnx.merge(graphdef, s)(x)
-    return _FNS[graphdef], state
-  if model not in _FNS:
-    _FNS[model] = lambda _, x: model(x)
-  return _FNS[model], None
+    return _Logits(graphdef=graphdef), state
+  return _Logits(function=model), None
 
 
 def margins(logits: jax.Array, labels: jax.Array) -> jax.Array:
@@ -112,8 +119,8 @@ def _pgd(fn: Callable, params: Any, x: jax.Array, y: jax.Array, eps: jax.Array, 
   return z, ok & correct(final), attack_loss(clean, y, loss), attack_loss(final, y, loss)
 
 
-_JIT: dict[Callable, Callable] = {}
 _PGD = jax.jit(_pgd, static_argnames=("fn", "steps", "random_start", "bounds", "loss"))
+_APPLY = jax.jit(lambda fn, params, x: fn(params, x), static_argnums=0)
 
 
 def _run(model, x, y, eps, *, steps, rel_stepsize, random_start, bounds, loss, seed, batch_size):
@@ -166,11 +173,8 @@ def robust_accuracy(model: Any, x: Any, y: Any, eps: float, *, steps: int = 10, 
 def predict(model: Any, x: Any, batch_size: int = 1024) -> np.ndarray:
   """Logits of `model` on x (batched, jitted): (batch, classes) numpy."""
   fn, params = _logits_fn(model)
-  if fn not in _JIT:
-    _JIT[fn] = jax.jit(fn)
-  jfn = _JIT[fn]
   x = jnp.asarray(x)
-  return np.concatenate([np.asarray(jfn(params, x[i:i + batch_size])) for i in range(0, x.shape[0], batch_size)])
+  return np.concatenate([np.asarray(_APPLY(fn, params, x[i:i + batch_size])) for i in range(0, x.shape[0], batch_size)])
 
 
 def clean_accuracy(model: Any, x: Any, y: Any, batch_size: int = 1024) -> float:

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from zoo import plotting
 from zoo.models.invariance_node.model import DEFAULT, InvariantNeuralODE
 from zoo.models.invariance_node.obstacles import moved_obstacles, paper_obstacles
 from zoo.models.invariance_node.verify import VERIFY_BOUND, VERIFY_HORIZON, safe_initial_states, safety_rollouts
@@ -84,9 +85,7 @@ def _draw_obstacles(ax, obs: Obstacles, color="tab:red"):
 
 def plot(model: InvariantNeuralODE, data: dict[str, np.ndarray], outdir) -> list[pathlib.Path]:
   """Phase portraits (unconstrained vs invariant), satisfaction b(t), causal manipulation, many rollouts."""
-  import matplotlib  # pylint: disable=import-outside-toplevel
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  plt = plotting.pyplot()
 
   outdir = pathlib.Path(outdir)
   outdir.mkdir(parents=True, exist_ok=True)
@@ -123,10 +122,7 @@ def plot(model: InvariantNeuralODE, data: dict[str, np.ndarray], outdir) -> list
   axes[3].set(title="(d) moved obstacles at inference (no retraining)", xlim=(-2, 2.2), ylim=(-2, 2.4),
               xlabel="$y_1$", aspect="equal")
   axes[3].legend(loc="upper left", fontsize=8)
-  fig.tight_layout()
-  p1 = outdir / "invariance_spiral.png"
-  fig.savefig(p1, dpi=110)
-  plt.close(fig)
+  p1 = plotting.save(fig, outdir, "invariance_spiral.png")
 
   starts = safe_initial_states(imposed, 40, seed=1)
   ts = jnp.linspace(0.0, VERIFY_HORIZON, 400, dtype=y_true.dtype)
@@ -139,10 +135,7 @@ def plot(model: InvariantNeuralODE, data: dict[str, np.ndarray], outdir) -> list
       ax.plot(tr[:, 0], tr[:, 1], lw=0.6)
     ax.plot(np.asarray(starts)[:, 0], np.asarray(starts)[:, 1], "k.", ms=3)
     ax.set(title=title, xlim=(-2.2, 2.2), ylim=(-2.2, 2.2), aspect="equal")
-  fig.tight_layout()
-  p2 = outdir / "invariance_rollouts.png"
-  fig.savefig(p2, dpi=110)
-  plt.close(fig)
+  p2 = plotting.save(fig, outdir, "invariance_rollouts.png")
   return [p1, p2]
 
 

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from zoo import plotting
 from zoo.models.massnet.model import MassNet, predict
 from zoo.registry import Batch, Split
 
@@ -29,9 +30,7 @@ def evaluate(model: MassNet, data: Split) -> dict[str, float]:
 
 def plot(model: MassNet, data: Split, outdir: pathlib.Path) -> list[pathlib.Path]:
   """Iterates the learned time-1 map for 10 steps from test states against the exact SIR flow."""
-  import matplotlib  # pylint: disable=import-outside-toplevel
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  plt = plotting.pyplot()
 
   from zoo.data import sir  # pylint: disable=import-outside-toplevel
 
@@ -51,8 +50,5 @@ def plot(model: MassNet, data: Split, outdir: pathlib.Path) -> list[pathlib.Path
   for j in range(x0.shape[0]):
     axes[1].semilogy(np.abs(learned[j].sum(1) - x0[j].sum()) + 1e-18)
   axes[1].set(xlabel="t", ylabel="|total − initial total|", title="mass drift (float64)")
-  fig.tight_layout()
-  path = pathlib.Path(outdir) / "massnet_sir.png"
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  path = plotting.save(fig, outdir, "massnet_sir.png")
   return [path]

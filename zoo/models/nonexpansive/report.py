@@ -9,6 +9,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from zoo import attacks
+from zoo import plotting
 from zoo.models.nonexpansive.evaluate import PAPER_CIFAR10, PAPER_EPSILONS, epsilons
 from zoo.models.nonexpansive.model import NonexpansiveResNet, lipschitz_bound
 from zoo.models.nonexpansive.verify import VERIFY_TOL
@@ -30,9 +31,7 @@ HOW_MEASURED = (
 
 def plot(model: NonexpansiveResNet, data, outdir) -> list[pathlib.Path]:
   """Accuracy vs L2 radius (clean, PGD, certified) and the per-layer Lipschitz bounds."""
-  import matplotlib  # pylint: disable=import-outside-toplevel
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  plt = plotting.pyplot()
 
   x, y = unit_float(data["image"]), np.asarray(data["label"], np.int64)
   logits = attacks.predict(model, x)
@@ -56,10 +55,7 @@ def plot(model: NonexpansiveResNet, data, outdir) -> list[pathlib.Path]:
   axes[1].set_yscale("log")
   axes[1].set_xticks(range(len(records)), names, rotation=45, ha="right", fontsize=8)
   axes[1].set(ylabel="Lipschitz bound (log scale)", title=f"per-layer bounds, product L = {lipschitz:.4g}")
-  fig.tight_layout()
-  path = pathlib.Path(outdir) / "robustness.png"
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  path = plotting.save(fig, outdir, "robustness.png")
   return [path]
 
 

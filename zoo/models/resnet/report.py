@@ -16,6 +16,7 @@ import numpy as np
 from flax import nnx
 
 from zoo import quant as zq
+from zoo import plotting
 from zoo.models.resnet.model import ResNet18
 from zoo.registry import Check
 from zoo.tasks import classification
@@ -43,9 +44,7 @@ def _bits(wrapper: zq.ClusteredLayer | zq.PackedLayer) -> int:
 def plot(model: ResNet18, data: Mapping[str, np.ndarray], outdir: pathlib.Path) -> list[pathlib.Path]:
   """`resnet18.png`: the confusion matrix on the split; for quantized models beside it, the weights per codebook
   value of the largest clustered layer (at most 2^b spikes)."""
-  import matplotlib  # pylint: disable=import-outside-toplevel
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  plt = plotting.pyplot()
 
   pred = classification.predict(model, data["image"]).argmax(-1)
   layers = zq.clustered_layers(model)
@@ -58,10 +57,7 @@ def plot(model: ResNet18, data: Mapping[str, np.ndarray], outdir: pathlib.Path) 
     ax.bar(values, counts, width=(np.ptp(values) or 1) / 60)
     ax.set(xlabel="weight value", ylabel="weights", yscale="log",
            title=f"{path}: {len(values)} distinct values (2^{_bits(wrapper)} allowed)")
-  fig.tight_layout()
-  out = pathlib.Path(outdir) / PLOT_FILE
-  fig.savefig(out, dpi=110)
-  plt.close(fig)
+  out = plotting.save(fig, outdir, PLOT_FILE)
   return [out]
 
 

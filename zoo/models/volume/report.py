@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from zoo import plotting
 from zoo.models.volume.model import VolumeNet, apply, model_time, rollout
 from zoo.registry import Batch, Check, Split
 
@@ -63,9 +64,7 @@ def evaluate(model: VolumeNet, data: Split) -> dict[str, float]:
 def plot(model: VolumeNet, data: Split, outdir: pathlib.Path) -> list[pathlib.Path]:
   """Long rollout of the learned map vs the true pendulum flow: phase portrait, error and energy over time,
   and |log|det J|| over the phase plane."""
-  import matplotlib  # pylint: disable=import-outside-toplevel
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  plt = plotting.pyplot()
 
   from zoo.data import pendulum  # pylint: disable=import-outside-toplevel
 
@@ -91,10 +90,7 @@ def plot(model: VolumeNet, data: Split, outdir: pathlib.Path) -> list[pathlib.Pa
   im = axes[3].pcolormesh(q, p, np.log10(logdet + 1e-18), shading="auto")
   fig.colorbar(im, ax=axes[3], label="log10 |log|det J||")
   axes[3].set(xlabel="q", ylabel="p", title="volume preservation (float64)")
-  fig.tight_layout()
-  path = pathlib.Path(outdir) / "volnet_pendulum.png"
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  path = plotting.save(fig, outdir, "volnet_pendulum.png")
   return [path]
 
 

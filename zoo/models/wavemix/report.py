@@ -13,6 +13,7 @@ import numpy as np
 from flax import nnx
 
 from zoo import quant as zq
+from zoo import plotting
 from zoo.models.wavemix.model import WaveMix, apply_quant
 from zoo.quant import rotate as zrot
 from zoo.tasks import classification
@@ -45,17 +46,12 @@ def evaluate(model: WaveMix, data: Mapping[str, np.ndarray]) -> dict[str, float]
 
 def plot(model: WaveMix, data: Mapping[str, np.ndarray], outdir: pathlib.Path) -> list[pathlib.Path]:
   """`confusion.png`: the confusion matrix on the split."""
-  import matplotlib  # pylint: disable=import-outside-toplevel
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  plt = plotting.pyplot()
 
   pred = classification.predict(model, data["image"]).argmax(-1)
   fig, ax = plt.subplots(figsize=(5, 4.2))
   classification.draw_confusion(ax, pred, np.asarray(data["label"]))
-  fig.tight_layout()
-  out = pathlib.Path(outdir) / PLOT_FILE
-  fig.savefig(out, dpi=110)
-  plt.close(fig)
+  out = plotting.save(fig, outdir, PLOT_FILE)
   return [out]
 
 
