@@ -82,7 +82,7 @@ def test_init_from_starts_at_the_shipped_weights(tmp_path):
 
 def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path):
   settings = {"epochs": 3, "max_train_examples": 480, "checkpoint_every_steps": 5}
-  train_and_evaluate(_config(**settings, checkpoint_every_steps=1000), tmp_path / "straight")  # saves change nothing
+  train_and_evaluate(_config(**{**settings, "checkpoint_every_steps": 1000}), tmp_path / "straight")  # saves change nothing
   victim = tmp_path / "killed"
   proc = _subprocess_train(victim, *(f"--config.{k}={v}" for k, v in settings.items()), wait=False)
   deadline = time.time() + 300

@@ -10,13 +10,18 @@ checkpoint with its model card: `zoo ship WORKDIR/export` embeds it, `zoo push W
 publishes it.
 """
 
+import ast
 import json
 import logging as logging_std
+import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
 from train.trainer import train_and_evaluate
+from zoo import errors
+
+_OVERRIDE = "--config.model_overrides."
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "configs/FAMILY.py:VARIANT[,smoke]", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, metrics.jsonl, export/).")
@@ -32,13 +37,68 @@ class _QuietLibraries(logging_std.Filter):
     return record.levelno >= logging_std.WARNING and "did not provide metrics" not in record.getMessage()
 
 
+def _literal(text: str):
+  try:
+    return ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    return text  # a bare word is a string
+
+
+def split_model_overrides(argv: list[str]) -> tuple[list[str], dict]:
+  """Takes `--config.model_overrides.KEY=VALUE` (or `... KEY VALUE`) out of `argv`: ml_collections can only
+  override existing fields, and model_overrides starts empty. VALUE is a Python literal (20, 0.5, (8, 8),
+  'x'), else a string. Returns (the other arguments, {KEY: VALUE})."""
+  rest, overrides, i = [], {}, 0
+  while i < len(argv):
+    arg = argv[i]
+    if arg.startswith(_OVERRIDE):
+      key, sep, value = arg[len(_OVERRIDE):].partition("=")
+      if not sep:
+        if i + 1 >= len(argv):
+          raise errors.ConfigError(f"model_overrides.{key}", f"{arg} needs a value ({arg}=VALUE).")
+        value, i = argv[i + 1], i + 1
+      if not key.isidentifier():
+        raise errors.ConfigError("model_overrides", f"{arg}: {key!r} is not a keyword argument name.")
+      overrides[key] = _literal(value)
+    else:
+      rest.append(arg)
+    i += 1
+  return rest, overrides
+
+
+_MODEL_OVERRIDES: dict = {}
+
+
 def main(argv):
   del argv
   logging.get_absl_handler().addFilter(_QuietLibraries())
-  result = train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  config = _CONFIG.value
+  try:
+    if _MODEL_OVERRIDES:
+      with config.unlocked():
+        for key, value in _MODEL_OVERRIDES.items():
+          config.model_overrides[key] = value
+    result = train_and_evaluate(config, _WORKDIR.value)
+  except errors.ZooError as e:  # a config or data problem: one line, exit 2 (--verbosity=1 keeps absl's logs)
+    print(f"error: {e.__class__.__name__}: {' '.join(str(e).split())}", file=sys.stderr)
+    sys.exit(2)
   logging.info("done: %s", json.dumps(result, default=str))
   print(json.dumps(result, default=str, indent=2))
+  if result.get("checks_passed") is False:
+    print(f"error: the export's checks failed ({'; '.join(result.get('checks', []))}); `zoo ship` refuses it.",
+          file=sys.stderr)
+    sys.exit(1)
+
+
+def run(argv: list[str] | None = None) -> None:
+  global _MODEL_OVERRIDES
+  try:
+    rest, _MODEL_OVERRIDES = split_model_overrides(list(sys.argv if argv is None else argv))
+  except errors.ZooError as e:
+    print(f"error: {e.__class__.__name__}: {e}", file=sys.stderr)
+    sys.exit(2)
+  app.run(main, argv=rest)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  run()

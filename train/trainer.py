@@ -16,6 +16,8 @@ Order of a run (`train_and_evaluate`):
 from __future__ import annotations
 
 import json
+import math
+import numbers
 import pathlib
 import tempfile
 import time
@@ -30,7 +32,7 @@ from absl import logging
 from flax import nnx
 
 import zoo.data
-from zoo import checkpoint, registry
+from zoo import checkpoint, errors, registry
 
 
 def make_optimizer(cfg: ml_collections.ConfigDict, total_steps: int,
@@ -158,9 +160,93 @@ class _Run:
     return out
 
 
+def _field(config: Any, dotted: str) -> Any:
+  value = config
+  for part in dotted.split("."):
+    value = value.get(part) if hasattr(value, "get") else None
+  return value
+
+
+def validate_config(config: ml_collections.ConfigDict, workdir: str | pathlib.Path | None = None) -> None:
+  """Checks every field the trainer reads before any work; the first bad one raises `ConfigError` naming the
+  field and what it accepts."""
+
+  def bad(field: str, accepted: str) -> errors.ConfigError:
+    return errors.ConfigError(field, f"config.{field} = {_field(config, field)!r}: {accepted} "
+                                     f"(set it in the config file or with --config.{field}=...).")
+
+  def number(field: str, low: float, high: float, *, integer: bool = False, low_open: bool = False) -> None:
+    v = _field(config, field)
+    kind = numbers.Integral if integer else numbers.Real
+    if isinstance(v, bool) or not isinstance(v, kind) or not math.isfinite(v) or v > high or (
+        v <= low if low_open else v < low):
+      fmt = lambda x: str(int(x)) if float(x).is_integer() else f"{x:g}"  # pylint: disable=unnecessary-lambda-assignment
+      rng = f"{'(' if low_open else '['}{fmt(low)}, {fmt(high)}]"
+      raise bad(field, f"must be a{'n integer' if integer else ' finite number'} in {rng}")
+
+  if not isinstance(_field(config, "model"), str):
+    raise bad("model", "must be a registered model name (zoo list)")
+  spec = registry.get_spec(config.model)
+  for field in ("dataset", "train_split", "eval_split"):
+    if not isinstance(_field(config, field), str) or not _field(config, field):
+      raise bad(field, "must be a non-empty string")
+  number("seed", 0, 2**32 - 1, integer=True)
+  number("batch_size", 1, 1 << 20, integer=True)
+  number("epochs", 1, 1 << 20, integer=True)
+  number("optimizer.lr", 0, 10)  # 0 keeps the weights (a pure evaluation run from init_from)
+  number("optimizer.weight_decay", 0, 10)
+  number("optimizer.grad_clip", 0, 1e12)
+  number("optimizer.step_factor", 0, 10, low_open=True)
+  number("optimizer.step_epochs", 0, 1 << 20, integer=True)
+  number("eval_every_epochs", 0, 1 << 20, integer=True)
+  number("checkpoint_every_steps", 1, 1 << 30, integer=True)
+  number("max_train_examples", 0, 1 << 40, integer=True)
+  number("max_eval_examples", 0, 1 << 40, integer=True)
+  if _field(config, "optimizer.schedule") not in ("constant", "cosine", "step"):
+    raise bad("optimizer.schedule", "must be 'constant', 'cosine' or 'step'")
+  if config.optimizer.schedule == "step" and config.optimizer.step_epochs < 1:
+    raise bad("optimizer.step_epochs", "must be >= 1 with schedule 'step'")
+  if not isinstance(_field(config, "optimizer.name"), str) or not callable(getattr(optax, config.optimizer.name, None)):
+    raise bad("optimizer.name", "must name an optax optimizer (adam, adamw, sgd, rmsprop, ...)")
+  if _field(config, "best_mode") not in ("min", "max"):
+    raise bad("best_mode", "must be 'min' or 'max'")
+  if not isinstance(_field(config, "best_metric"), str) or not config.best_metric:
+    raise bad("best_metric", "must name a metric of the family's evaluate()")
+  overrides = config.model_overrides.to_dict() if hasattr(config.model_overrides, "to_dict") else None
+  if not isinstance(overrides, dict):
+    raise bad("model_overrides", "must be a mapping of model keyword arguments")
+  problem = checkpoint.kwargs_problem(spec, overrides)
+  if problem:
+    raise errors.ConfigError(f"model_overrides.{problem[0]}",
+                             f"config.model_overrides.{problem[0]} {problem[1]}.")
+  if workdir is not None and pathlib.Path(workdir).exists() and not pathlib.Path(workdir).is_dir():
+    raise errors.ConfigError("workdir", f"--workdir {workdir} is an existing file; give a directory.")
+
+
+def _truncate_log(path: pathlib.Path, step: int) -> None:
+  """Keeps the records of `path` (JSON lines) up to `step`; a torn last line is dropped too."""
+  if not path.is_file():
+    return
+  kept = []
+  for line in path.read_text().splitlines():
+    try:
+      record = json.loads(line)
+    except ValueError:
+      continue
+    if isinstance(record, dict) and isinstance(record.get("step"), int) and record["step"] <= step:
+      kept.append(line)
+  tmp = path.with_name(f".{path.name}.tmp")
+  tmp.write_text("".join(f"{line}\n" for line in kept))
+  tmp.replace(path)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[str, Any]:
   """Trains `config.model` as configured, resuming from WORKDIR if it holds a checkpoint; returns the export's
-  metrics (and its path under "export")."""
+  metrics (and its path under "export", and whether every recorded check passed under "checks_passed").
+
+  The config is validated first (`ConfigError` naming the field); a non-finite loss stops the run with
+  `TrainingDivergedError` (no export)."""
+  validate_config(config, workdir)
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   (workdir / "config.json").write_text(config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
@@ -175,6 +261,12 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict[str
   run = _Run(config, workdir)
   family = run.family
   train_step = make_train_step(family.loss)
+  run.model.eval()  # best_metric must be one of evaluate()'s keys: checked on a few examples, before training
+  probe = family.evaluate(run.model, {k: v[: min(len(v), config.batch_size)] for k, v in run.eval_data.items()})
+  run.model.train()
+  if config.best_metric not in probe:
+    raise errors.ConfigError("best_metric", f"config.best_metric = {config.best_metric!r} is not a metric of "
+                                            f"{family.name}'s evaluate(); choose one of {sorted(probe)}.")
 
   # 3. resume or initialise
   step = 0
@@ -191,6 +283,7 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict[str
   # 4. train
   run.model.train()
   log_path = workdir / "metrics.jsonl"
+  _truncate_log(log_path, step)  # a resume repeats the steps after its checkpoint: drop their old records
   eval_every = max(1, config.eval_every_epochs) * run.steps_per_epoch
   start = time.perf_counter()
   with open(log_path, "a") as log, tqdm(total=run.total_steps, initial=step, desc=config.model,
@@ -202,6 +295,11 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict[str
         loss, aux = train_step(run.optimizer, run.model, batch)
         step += 1
         bar.update(1)
+        if not math.isfinite(float(loss)):
+          raise errors.TrainingDivergedError(
+              f"{config.model}: the loss is {float(loss)} at step {step} (epoch {epoch}); training stopped and "
+              f"nothing was exported. Lower config.optimizer.lr (now {config.optimizer.lr}) or set "
+              f"config.optimizer.grad_clip.")
         record: dict[str, Any] = {"step": step, "epoch": epoch, "loss": float(loss),
                                   **{k: float(v) for k, v in aux.items()}}
         metrics = None
@@ -244,6 +342,7 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict[str
           plots=plots, card_sections=sections)
     result["export"] = str(export)
     result["checks"] = [str(c) for c in checks]
+    result["checks_passed"] = all(c.passed for c in checks)  # `zoo ship` refuses an export whose checks failed
     for c in checks:
       logging.info("verify: %s", c)
   run.manager.close()

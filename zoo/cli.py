@@ -4,6 +4,8 @@
     zoo run NAME [--out DIR]                zoo download ORG/REPO [--revision REV]
     zoo push NAME|DIR --repo-id ORG/NAME    zoo ship WORKDIR/export [--section T=F.md] [--replace]  zoo cards [--check]
     zoo train --config configs/FAMILY.py:VARIANT --workdir DIR       (same as python -m train)
+
+Errors print one line and exit non-zero (2: a zoo error, 3: unexpected); `--debug` shows the traceback.
 """
 
 from __future__ import annotations
@@ -15,6 +17,10 @@ import subprocess
 import sys
 
 from zoo import errors
+
+
+class UsageError(errors.ZooError):
+  """A command-line argument that cannot work (the message says which and why)."""
 
 
 def _cmd_list(args) -> int:
@@ -33,8 +39,17 @@ def _cmd_list(args) -> int:
 
 def _cmd_info(args) -> int:
   import zoo  # pylint: disable=import-outside-toplevel
+  from zoo import hub  # pylint: disable=import-outside-toplevel
 
-  print(json.dumps(zoo.info(args.name), indent=2, default=str))
+  try:
+    out = zoo.info(args.name)
+  except (ValueError, UnicodeDecodeError, AttributeError, TypeError) as e:
+    if isinstance(e, errors.ZooError):
+      raise
+    raise errors.CheckpointCorruptError(
+        f"the embedded manifest of {args.name} ({hub.checkpoints_dir() / args.name}) cannot be read "
+        f"({e.__class__.__name__}); restore it with git checkout -- checkpoints/{args.name}.") from e
+  print(json.dumps(out, indent=2, default=str))
   return 0
 
 
@@ -62,6 +77,8 @@ def _cmd_run(args) -> int:
   import zoo  # pylint: disable=import-outside-toplevel
   import zoo.data  # pylint: disable=import-outside-toplevel
 
+  if args.out and pathlib.Path(args.out).exists() and not pathlib.Path(args.out).is_dir():
+    raise UsageError(f"--out {args.out} is an existing file; give a directory (it is created if missing).")
   model, name = _load(args.name)
   spec = zoo.get_spec(name)
   out = pathlib.Path(args.out or f"zoo-run/{name}")
@@ -89,6 +106,7 @@ def _cmd_download(args) -> int:
 def _cmd_push(args) -> int:
   from zoo import hub  # pylint: disable=import-outside-toplevel
 
+  hub.validate_repo_id(args.repo_id, "--repo-id")
   source = args.source
   if not pathlib.Path(source).is_dir():
     source, _, _ = hub.resolve(source)
@@ -102,9 +120,12 @@ def _cmd_ship(args) -> int:
   sections = {}
   for item in args.section:
     title, sep, file = item.partition("=")
-    if not sep or not pathlib.Path(file).is_file():
-      raise errors.ZooError(f"--section takes TITLE=FILE.md with an existing file; got {item!r}.")
-    text = pathlib.Path(file).read_text()
+    if not sep or not title.strip() or not pathlib.Path(file).is_file():
+      raise UsageError(f"--section takes TITLE=FILE.md with an existing file; got {item!r}.")
+    try:
+      text = pathlib.Path(file).read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+      raise UsageError(f"--section {item!r}: {file} is not UTF-8 text (a markdown file is).") from e
     if text.startswith("# "):  # the file's own title: the section's title replaces it
       text = text.split("\n", 1)[1] if "\n" in text else ""
     sections[title] = text.replace("\n## ", "\n### ")  # its subsections nest under the section's title
@@ -119,8 +140,12 @@ def _cmd_ship(args) -> int:
 def _cmd_cards(args) -> int:
   from zoo import cards, hub  # pylint: disable=import-outside-toplevel
 
-  text = cards.index_markdown(hub.checkpoints_dir())
   path = pathlib.Path(args.output)
+  if not path.parent.is_dir():
+    raise UsageError(f"--output {path}: the folder {path.parent} does not exist.")
+  if path.is_dir():
+    raise UsageError(f"--output {path} is a directory; give a file name.")
+  text = cards.index_markdown(hub.checkpoints_dir())
   if args.check:
     if not path.is_file() or path.read_text() != text:
       print(f"{path} is stale: run `zoo cards`", file=sys.stderr)
@@ -138,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     return subprocess.call([sys.executable, "-m", "train", *argv[1:]])
   parser = argparse.ArgumentParser(prog="zoo", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
   sub = parser.add_subparsers(dest="command", required=True)
   p = sub.add_parser("list", help="registered models")
   p.add_argument("pattern", nargs="?", default="*")
@@ -174,12 +200,27 @@ def main(argv: list[str] | None = None) -> int:
   p.add_argument("--output", default="MODEL_CARDS.md")
   p.add_argument("--check", action="store_true", help="fail if the file is stale")
   p.set_defaults(fn=_cmd_cards)
+  debug = "--debug" in argv
+  argv = [a for a in argv if a != "--debug"]  # accepted anywhere on the line
   args = parser.parse_args(argv)
   try:
     return args.fn(args)
-  except errors.ZooError as e:
-    print(f"error: {e.__class__.__name__}: {e}", file=sys.stderr)
-    return 2
+  except KeyboardInterrupt:
+    print("interrupted", file=sys.stderr)
+    return 130
+  except Exception as e:  # pylint: disable=broad-except  # one line per error; the traceback with --debug
+    if debug:
+      raise
+    text = " ".join(str(e).split()) or repr(e)
+    if isinstance(e, errors.ZooError):
+      print(f"error: {e.__class__.__name__}: {text}", file=sys.stderr)
+      return 2
+    if isinstance(e, OSError):
+      print(f"error: {e.__class__.__name__}: {text}. Check the path and permissions.", file=sys.stderr)
+      return 2
+    print(f"error: {e.__class__.__name__}: {text} (an unexpected error: rerun with --debug for the traceback, "
+          f"and report it)", file=sys.stderr)
+    return 3
 
 
 if __name__ == "__main__":

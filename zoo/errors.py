@@ -14,7 +14,8 @@ class UnknownModelError(ZooError, KeyError):
 
   def __init__(self, name: str, known: list[str]):
     self.name = name
-    close = difflib.get_close_matches(name, known, n=5, cutoff=0.5)
+    lower = {k.lower(): k for k in known}
+    close = [lower[c] for c in difflib.get_close_matches(str(name).lower(), list(lower), n=5, cutoff=0.5)]
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
     super().__init__(
         f"Unknown model {name!r}.{hint} `zoo list` (or zoo.list_models()) shows all "
@@ -29,12 +30,44 @@ class CheckpointCorruptError(ZooError):
   """A checkpoint file whose bytes do not match the sha256 the manifest (or the registry) pins."""
 
 
+class ManifestError(CheckpointCorruptError):
+  """A manifest that does not follow the schema; `field` names the first offending field (dotted path)."""
+
+  def __init__(self, field: str, message: str):
+    self.field = field
+    super().__init__(message)
+
+
 class IncompatibleCheckpointError(ZooError):
   """A checkpoint whose parameter tree does not fit the model it is restored into."""
 
 
 class HubUnavailableError(ZooError):
-  """The Hugging Face Hub cannot be reached (offline, no network, or server down)."""
+  """The Hugging Face Hub cannot be reached (offline, no network, server down, or past the deadline)."""
+
+
+class HubAuthError(ZooError):
+  """The Hub refused the request (401/403): a missing, invalid or underprivileged HF_TOKEN."""
+
+
+class InvalidSourceError(ZooError, ValueError):
+  """A source string (`hf://ORG/REPO[@REV]`, a repo id, a prefix) that is not well formed."""
+
+
+class ConfigError(ZooError, ValueError):
+  """A training config value outside what the trainer accepts; `field` names it (dotted path)."""
+
+  def __init__(self, field: str, message: str):
+    self.field = field
+    super().__init__(message)
+
+
+class TrainingDivergedError(ZooError):
+  """Training produced a non-finite loss: the run stops instead of exporting NaN weights."""
+
+
+class LockTimeoutError(ZooError):
+  """Another process held a checkpoint directory's lock for longer than the timeout."""
 
 
 class DataUnavailableError(ZooError):
@@ -64,3 +97,7 @@ class UnknownVariantError(ZooError, ValueError):
     close = difflib.get_close_matches(variant, known, n=3, cutoff=0.5)
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
     super().__init__(f"{config_file} has no variant {variant!r}.{hint} Variants: {', '.join(known)}.")
+
+
+class InvalidArgumentError(ZooError, ValueError):
+  """An argument outside what a model method accepts (e.g. a negative number of rollout steps)."""

@@ -8,6 +8,11 @@
 The registry pins the sha256 of `manifest.json`; the manifest pins every other file. Every source is checked
 alike, and a file that fails its check is removed from the cache before `CheckpointCorruptError` is raised.
 
+Every failure is a typed `zoo.errors.ZooError` (transport errors, 401/403 as `HubAuthError`, malformed repo ids
+as `InvalidSourceError`); no network fails within seconds, and a whole load or push ends within
+`ZOO_HUB_TIMEOUT` seconds (default 300). A cache snapshot may hold files its manifest does not list
+(`.gitattributes`): they are ignored outside `state/`.
+
 Sources: a registered name (`"massnet-sir"`), `"hf://ORG/REPO[@REVISION]"`, or `"local-dir:PATH"` /
 an existing directory. `HF_ENDPOINT`, `HF_TOKEN`, `HF_HOME`/`HF_HUB_CACHE` and `HF_HUB_OFFLINE` are read
 at call time.
@@ -16,12 +21,17 @@ at call time.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pathlib
+import re
 import shutil
+import socket
 import tempfile
-import json
-from typing import Any, Iterator, Mapping
+import threading
+import time
+import urllib.parse
+from typing import Any, Callable, Iterator, Mapping, TypeVar
 
 from flax import nnx
 
@@ -29,6 +39,76 @@ from zoo import checkpoint, errors, pins, registry
 
 HF_PREFIX = "hf://"
 LOCAL_PREFIX = "local-dir:"
+_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,95}")  # a registered model name (ship writes checkpoints/NAME)
+T = TypeVar("T")
+
+
+def hub_timeout() -> float:
+  """Overall deadline in seconds of one load's downloads or one push: `$ZOO_HUB_TIMEOUT`, default 300."""
+  return float(os.environ.get("ZOO_HUB_TIMEOUT") or 300)
+
+
+def _etag_timeout() -> float:
+  """Per-request metadata timeout: huggingface_hub's own `HF_HUB_ETAG_TIMEOUT`, default 5 s here."""
+  return float(os.environ.get("HF_HUB_ETAG_TIMEOUT") or 5)
+
+
+def _with_deadline(fn: Callable[[], T], what: str) -> T:
+  """Runs `fn` in a daemon thread and waits at most `hub_timeout()` for it: a stalled or trickling server
+  cannot hang the caller (the abandoned thread ends with the process; HF's partial files are its own)."""
+  timeout = hub_timeout()
+  out: dict[str, Any] = {}
+  done = threading.Event()
+
+  def target() -> None:
+    try:
+      out["value"] = fn()
+    except BaseException as e:  # pylint: disable=broad-except  # handed to the caller
+      out["error"] = e
+    finally:
+      done.set()
+
+  threading.Thread(target=target, daemon=True, name=f"zoo-hub-{what[:40]}").start()
+  if not done.wait(timeout):
+    raise errors.HubUnavailableError(
+        f"{what} did not finish within {timeout:.0f} s (ZOO_HUB_TIMEOUT): the Hub is stalled or too slow. Retry, "
+        f"raise ZOO_HUB_TIMEOUT, or point HF_ENDPOINT at a mirror.")
+  if "error" in out:
+    raise out["error"]
+  return out["value"]
+
+
+def _probe(where: str) -> None:
+  """No network at all fails here within seconds (a TCP connect to the endpoint), instead of after
+  huggingface_hub's retries. Skipped behind a proxy, where a direct connect says nothing."""
+  if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY")):
+    return
+  url = urllib.parse.urlsplit(_endpoint() or "https://huggingface.co")
+  port = url.port or (443 if url.scheme == "https" else 80)
+  try:
+    with socket.create_connection((url.hostname, port), timeout=min(_etag_timeout(), 4.0)):
+      pass
+  except OSError as e:
+    raise errors.HubUnavailableError(
+        f"Cannot reach {where} ({url.hostname}:{port}: {e.__class__.__name__}: {e}): no network, or the endpoint "
+        f"is down. Connect and retry, point HF_ENDPOINT at a mirror, or use the cache with HF_HUB_OFFLINE=1.") from e
+
+
+def validate_repo_id(repo_id: Any, what: str = "repo id") -> str:
+  """`repo_id` if it is a Hub repo id `ORG/NAME`, else `InvalidSourceError` saying what is accepted."""
+  from huggingface_hub.utils import HFValidationError, validate_repo_id as hf_validate  # pylint: disable=import-outside-toplevel
+
+  ok = isinstance(repo_id, str) and repo_id.count("/") == 1 and all(repo_id.split("/"))
+  if ok:
+    try:
+      hf_validate(repo_id)
+    except HFValidationError:
+      ok = False
+  if not ok or ".." in repo_id:
+    raise errors.InvalidSourceError(
+        f"{what} {repo_id!r} is not a Hub repo id: write ORG/NAME (letters, digits, '-', '_', '.'; no spaces, no "
+        f"'..').")
+  return repo_id
 
 
 def checkpoints_dir() -> pathlib.Path:
@@ -57,8 +137,11 @@ def parse_hf_uri(uri: str) -> tuple[str, str]:
   """`"hf://ORG/REPO[@REVISION]"` -> (repo_id, revision)."""
   body = uri[len(HF_PREFIX):]
   repo_id, _, revision = body.partition("@")
-  if repo_id.count("/") != 1 or not all(repo_id.split("/")):
-    raise ValueError(f"{uri!r} is not a Hub reference; write 'hf://ORG/REPO' or 'hf://ORG/REPO@REVISION'.")
+  try:
+    validate_repo_id(repo_id)
+  except errors.InvalidSourceError as e:
+    raise errors.InvalidSourceError(
+        f"{uri!r} is not a Hub reference; write 'hf://ORG/REPO' or 'hf://ORG/REPO@REVISION'.") from e
   return repo_id, revision or "main"
 
 
@@ -70,15 +153,35 @@ def _remove_cached(path: pathlib.Path) -> None:
       p.unlink()
 
 
+def _transport_errors() -> tuple[type[BaseException], ...]:
+  """The HTTP client's own errors (httpx2 under huggingface_hub 2, httpx under 1; requests for old ones): not
+  OSError subclasses, so they are named here."""
+  out: list[type[BaseException]] = []
+  for module in ("httpx2", "httpx"):
+    with contextlib.suppress(ImportError):
+      mod = __import__(module)
+      out += [getattr(mod, n) for n in ("HTTPError", "InvalidURL", "StreamError") if hasattr(mod, n)]
+  with contextlib.suppress(ImportError):
+    import requests  # pylint: disable=import-outside-toplevel
+    out.append(requests.RequestException)
+  return tuple(out)
+
+
 @contextlib.contextmanager
 def _hub_errors(repo_id: str, revision: str) -> Iterator[None]:
-  """Maps huggingface_hub's exceptions to the zoo's, each saying what to do."""
+  """Maps huggingface_hub's (and httpx's) exceptions to the zoo's, each saying what to do."""
   from huggingface_hub import errors as hf_errors  # pylint: disable=import-outside-toplevel
 
   where = f"{repo_id}@{revision} on {_endpoint() or 'the Hugging Face Hub'}"
+  auth = ("The Hub refused {where} ({status}): the token is missing, invalid or lacks access. Set HF_TOKEN to a "
+          "token with {need} access to the repo.")
   try:
     yield
-  # LocalEntryNotFoundError subclasses EntryNotFoundError: the offline case is matched first.
+  except errors.ZooError:
+    raise
+  # GatedRepoError subclasses RepositoryNotFoundError, LocalEntryNotFoundError EntryNotFoundError: matched first.
+  except hf_errors.GatedRepoError as e:
+    raise errors.HubAuthError(auth.format(where=where, status="gated repo", need="read")) from e
   except hf_errors.RepositoryNotFoundError as e:
     raise errors.CheckpointNotFoundError(
         f"No Hub repo {where} (or it is private: set HF_TOKEN). Check the repo id.") from e
@@ -93,33 +196,53 @@ def _hub_errors(repo_id: str, revision: str) -> Iterator[None]:
   except (hf_errors.EntryNotFoundError, hf_errors.RemoteEntryNotFoundError) as e:
     raise errors.CheckpointNotFoundError(
         f"{where} is not a zoo checkpoint: a listed file is missing ({e}). Push it with zoo.push_to_hub.") from e
-  except (OSError, hf_errors.HfHubHTTPError) as e:
+  except hf_errors.HFValidationError as e:
+    raise errors.InvalidSourceError(f"{repo_id!r}@{revision!r} is not a valid Hub reference ({e}).") from e
+  except hf_errors.HfHubHTTPError as e:
+    status = getattr(getattr(e, "response", None), "status_code", None)
+    if status in (401, 403):
+      raise errors.HubAuthError(auth.format(where=where, status=status, need="read (write for a push)")) from e
     raise errors.HubUnavailableError(
-        f"Could not reach {where}: {e.__class__.__name__}: {e}. Check the network or HF_ENDPOINT, or use the "
-        f"cache with HF_HUB_OFFLINE=1.") from e
+        f"The Hub answered {status} for {where}: {str(e)[:300]}. Retry later, or check HF_ENDPOINT.") from e
+  except (OSError, *_transport_errors()) as e:
+    raise errors.HubUnavailableError(
+        f"Could not reach {where}: {e.__class__.__name__}: {str(e)[:300]}. Check the network or HF_ENDPOINT, or "
+        f"use the cache with HF_HUB_OFFLINE=1.") from e
+  except ValueError as e:  # huggingface_hub's own argument checks (e.g. a malformed revision)
+    raise errors.InvalidSourceError(f"{where}: {e}") from e
 
 
 def download(repo_id: str, revision: str = "main", expected_sha256: str | None = None,
              local_files_only: bool = False) -> pathlib.Path:
   """Fetches the checkpoint at `repo_id@revision` into the HF cache and returns its verified snapshot dir.
 
-  Downloads `manifest.json`, checks it against `expected_sha256`, then downloads exactly the files it lists
-  at the manifest's commit and checks each one. A corrupt file is deleted from the cache, then
-  `CheckpointCorruptError` is raised. `local_files_only` (or HF_HUB_OFFLINE=1) makes no network call.
+  Downloads `manifest.json`, checks it against `expected_sha256` (else its self-checksum), then downloads
+  exactly the files it lists at the manifest's commit and checks each one. A corrupt file is deleted from the
+  cache, then `CheckpointCorruptError` is raised. `local_files_only` (or HF_HUB_OFFLINE=1) makes no network
+  call. Every failure is a `ZooError`; the whole download ends within `hub_timeout()` (ZOO_HUB_TIMEOUT).
   """
+  validate_repo_id(repo_id)
+  local = local_files_only or _offline()
+  if local:
+    return _download(repo_id, revision, expected_sha256, True)
+  where = f"{repo_id}@{revision} on {_endpoint() or 'the Hugging Face Hub'}"
+  _probe(where)
+  return _with_deadline(lambda: _download(repo_id, revision, expected_sha256, False), f"download of {where}")
+
+
+def _download(repo_id: str, revision: str, expected_sha256: str | None, local: bool) -> pathlib.Path:
   from huggingface_hub import hf_hub_download  # pylint: disable=import-outside-toplevel
 
-  local = local_files_only or _offline()
   common = dict(cache_dir=_cache_dir(), endpoint=_endpoint(), local_files_only=local,
-                token=os.environ.get("HF_TOKEN") or None, library_name="nnx-zoo")
+                token=os.environ.get("HF_TOKEN") or None, library_name="nnx-zoo", etag_timeout=_etag_timeout())
   with _hub_errors(repo_id, revision):
     manifest_path = pathlib.Path(hf_hub_download(repo_id, checkpoint.MANIFEST, revision=revision, **common))
   snapshot = manifest_path.parent
   try:
     manifest = checkpoint.read_manifest(snapshot, expected_sha256)
-  except errors.CheckpointCorruptError:
+  except errors.CheckpointCorruptError as e:
     _remove_cached(manifest_path)
-    raise
+    raise errors.CheckpointCorruptError(f"{e} (the downloaded manifest was removed from the cache)") from e
   commit = snapshot.name  # the cache's snapshot folder is the resolved commit: fetch the rest from it
   for rel, want in manifest["files"].items():
     with _hub_errors(repo_id, revision):
@@ -130,23 +253,28 @@ def download(repo_id: str, revision: str = "main", expected_sha256: str | None =
       raise errors.CheckpointCorruptError(
           f"{repo_id}@{commit}: {rel} has sha256 {got}, its manifest says {want}. The download is corrupt (it was "
           f"removed from the cache); retry, and report the repo if it persists.")
-  checkpoint.verify_files(snapshot, manifest)
+  checkpoint.verify_files(snapshot, manifest)  # a snapshot: files the manifest does not list are ignored
   return snapshot
 
 
 def resolve(source: str) -> tuple[pathlib.Path, str | None, str]:
   """A verified checkpoint directory for `source`; returns (directory, pinned manifest sha256, where)."""
+  if not isinstance(source, str) or not source or "\0" in source:
+    raise errors.InvalidSourceError(f"{source!r} is not a source: give a registered name (zoo list), "
+                                    f"'hf://ORG/REPO[@REVISION]', or 'local-dir:PATH'.")
   if source.startswith(LOCAL_PREFIX) or (os.sep in source and pathlib.Path(source).is_dir()):
     path = pathlib.Path(source[len(LOCAL_PREFIX):] if source.startswith(LOCAL_PREFIX) else source)
-    if not (path / checkpoint.MANIFEST).is_file():
+    if not path.is_dir():
+      raise errors.CheckpointNotFoundError(f"{path} is not a directory; 'local-dir:PATH' takes a checkpoint folder.")
+    if not os.path.lexists(path / checkpoint.MANIFEST):
       raise errors.CheckpointNotFoundError(f"{path} holds no zoo checkpoint (no {checkpoint.MANIFEST}).")
     return path, None, f"local directory {path}"
   if source.startswith(HF_PREFIX):
     repo_id, revision = parse_hf_uri(source)
     return download(repo_id, revision), None, f"hf://{repo_id}@{revision}"
   if "://" in source or source.startswith("hf:"):
-    raise ValueError(f"{source!r}: unknown source prefix. Accepted: a registered name (zoo list), "
-                     f"'hf://ORG/REPO[@REVISION]', or 'local-dir:PATH'.")
+    raise errors.InvalidSourceError(f"{source!r}: unknown source prefix. Accepted: a registered name (zoo list), "
+                                    f"'hf://ORG/REPO[@REVISION]', or 'local-dir:PATH'.")
   spec = registry.get_spec(source)
   pin = spec.pretrained.sha256 if spec.pretrained else None
   embedded = checkpoints_dir() / spec.name
@@ -193,6 +321,7 @@ def push_to_hub(model_or_dir: nnx.Module | str | os.PathLike, repo_id: str, *, n
   """
   from huggingface_hub import HfApi  # pylint: disable=import-outside-toplevel
 
+  validate_repo_id(repo_id)
   with contextlib.ExitStack() as stack:
     if isinstance(model_or_dir, nnx.Module):
       origin = registry.provenance(model_or_dir)
@@ -210,11 +339,16 @@ def push_to_hub(model_or_dir: nnx.Module | str | os.PathLike, repo_id: str, *, n
     checkpoint.verify_files(folder, manifest)
     api = HfApi(endpoint=_endpoint(), token=token or os.environ.get("HF_TOKEN") or None,
                 library_name="nnx-zoo")
-    with _hub_errors(repo_id, revision or "main"):
-      api.create_repo(repo_id, private=private, exist_ok=True)
-      info = api.upload_folder(
-          folder_path=str(folder), repo_id=repo_id, revision=revision,
-          commit_message=commit_message or f"Upload {manifest['name']} (nnx-zoo)")
+    where = f"{repo_id}@{revision or 'main'} on {_endpoint() or 'the Hugging Face Hub'}"
+    _probe(where)
+
+    def upload():
+      with _hub_errors(repo_id, revision or "main"):
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        return api.upload_folder(
+            folder_path=str(folder), repo_id=repo_id, revision=revision,
+            commit_message=commit_message or f"Upload {manifest['name']} (nnx-zoo)")
+    info = _with_deadline(upload, f"push to {where}")
   return str(info.commit_url)
 
 
@@ -226,7 +360,12 @@ def shipped_records(exclude: str | None = None) -> dict[str, dict[str, Any]]:
   for spec in registry.specs():
     path = root / spec.name / checkpoint.MANIFEST
     if spec.name != exclude and path.is_file():
-      manifest = json.loads(path.read_text())
+      try:
+        manifest = json.loads(path.read_text())
+        if not isinstance(manifest, dict):
+          continue
+      except (ValueError, UnicodeDecodeError, RecursionError):
+        continue  # a broken sibling is reported when it is loaded, not here
       out[spec.name] = {"metrics": manifest.get("metrics") or {}, "checks": manifest.get("checks") or []}
   return out
 
@@ -240,34 +379,49 @@ def ship(export_dir: str | os.PathLike, sections: Mapping[str, str] | None = Non
   it would replace); an export whose recorded checks failed is refused. Returns (path, manifest sha256, the
   replaced model's metrics or None)."""
   export_dir = pathlib.Path(export_dir)
+  if not export_dir.is_dir():
+    raise errors.CheckpointNotFoundError(f"{export_dir} is not a directory: give the run's export folder "
+                                         f"(WORKDIR/export).")
   manifest = checkpoint.read_manifest(export_dir)
+  name = manifest["name"]
+  if not _NAME.fullmatch(name):  # before any write: the name becomes a folder under checkpoints/
+    raise errors.ManifestError("name", f"{export_dir}: manifest field 'name' is {name!r}, not a model name "
+                                       f"(lowercase letters, digits, '.', '_', '-'); nothing was written.")
+  spec = registry.get_spec(name)
+  root = checkpoints_dir().absolute()
+  target = root / spec.name
+  if target.parent != root or not _NAME.fullmatch(spec.name):
+    raise errors.ManifestError("name", f"{spec.name!r} would ship outside {root}; nothing was written.")
   checkpoint.verify_files(export_dir, manifest)
-  spec = registry.get_spec(manifest["name"])
   failed = [c["name"] for c in manifest.get("checks") or [] if not c.get("passed")]
   if failed:
     raise errors.ShipConflictError(f"{export_dir}: its recorded checks failed ({'; '.join(failed)}); a model "
                                    f"whose guarantee does not hold is not shipped.")
-  target = checkpoints_dir() / spec.name
-  checkpoint.recover(target)
-  replaced = None
-  if (target / checkpoint.MANIFEST).is_file():
-    replaced = json.loads((target / checkpoint.MANIFEST).read_text()).get("metrics") or {}
-    if not replace:
-      shown = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in sorted(replaced.items()))
-      raise errors.ShipConflictError(
-          f"{spec.name} already ships (metrics: {shown}). Ship again with replace=True (zoo ship --replace) to "
-          f"replace it with {export_dir} (metrics: {manifest.get('metrics')}).")
+  if manifest.get("shippable") is False:
+    raise errors.ShipConflictError(f"{export_dir} is marked not shippable ({manifest.get('shippable_reason')}).")
   target.parent.mkdir(parents=True, exist_ok=True)
-  tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-  try:
-    shutil.rmtree(tmp)
-    shutil.copytree(export_dir, tmp)
-    checkpoint.refresh_card(tmp, sections)  # the card follows the registry's current text
-    checkpoint.replace_dir(tmp, target)
-  finally:
-    shutil.rmtree(tmp, ignore_errors=True)
-  sha = checkpoint.sha256_file(target / checkpoint.MANIFEST)
-  previous = spec.pretrained
-  pins.write(spec.name, sha, repo_id=previous.repo_id if previous else None,
-             revision=previous.revision if previous else "main")
+  with checkpoint.locked(target):  # one ship of a model at a time; readers wait for the swap
+    checkpoint.recover(target)
+    replaced = None
+    if (target / checkpoint.MANIFEST).is_file():
+      replaced = json.loads((target / checkpoint.MANIFEST).read_text()).get("metrics") or {}
+      if not replace:
+        shown = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                          for k, v in sorted(replaced.items()))
+        raise errors.ShipConflictError(
+            f"{spec.name} already ships (metrics: {shown}). Ship again with replace=True (zoo ship --replace) to "
+            f"replace it with {export_dir} (metrics: {manifest.get('metrics')}).")
+    checkpoint.clean_stale_tmp(target)
+    tmp = checkpoint.make_tmp(target)
+    try:
+      shutil.rmtree(tmp)
+      shutil.copytree(export_dir, tmp, symlinks=True)
+      checkpoint.refresh_card(tmp, sections)  # the card follows the registry's current text
+      checkpoint.replace_dir(tmp, target)
+    finally:
+      shutil.rmtree(tmp, ignore_errors=True)
+    sha = checkpoint.sha256_file(target / checkpoint.MANIFEST)
+    previous = spec.pretrained
+    pins.write(spec.name, sha, repo_id=previous.repo_id if previous else None,
+               revision=previous.revision if previous else "main")
   return target, sha, replaced

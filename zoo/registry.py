@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fnmatch
+import functools
 import importlib
 import pathlib
 import pkgutil
@@ -273,7 +274,9 @@ def register_variant(name: str, family: Family, kwargs: Mapping[str, Any], *, de
   register(name, family, description=description, **fields)(lambda: dict(kwargs))
 
 
+@functools.cache
 def _import_families() -> None:
+  """Imports every family package once (each registers its variants on import)."""
   import zoo.models  # pylint: disable=import-outside-toplevel
 
   for info in pkgutil.iter_modules(zoo.models.__path__):
@@ -281,8 +284,7 @@ def _import_families() -> None:
 
 
 def _registry() -> dict[str, ModelSpec]:
-  if not _REGISTRY:
-    _import_families()
+  _import_families()  # also when one family was imported directly first
   return _REGISTRY
 
 
@@ -314,9 +316,18 @@ def check_input(x: Any, input_shape: tuple[int, ...], name: str = "x") -> None:
     raise errors.InputShapeError(
         f"{name} has shape {shape}; this model takes {name}: {want}. Add a batch axis for one example "
         f"({name}[None]) or reshape the input.")
+  if shape[0] == 0:
+    raise errors.InputShapeError(f"{name} has shape {shape}: an empty batch. Pass at least one example.")
   dtype = x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype
   if not np.issubdtype(dtype, np.floating):
     raise errors.InputShapeError(f"{name} has dtype {dtype}; this model takes floating-point input.")
+
+
+def check_steps(steps: Any, name: str = "steps") -> int:
+  """`steps` as an int ≥ 0; `InvalidArgumentError` for a negative or non-integer count."""
+  if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
+    raise errors.InvalidArgumentError(f"{name} must be a whole number ≥ 0; got {steps!r}.")
+  return int(steps)
 
 
 def jsonable(value: Any) -> Any:

@@ -14,7 +14,7 @@ import numpy as np
 from flax import nnx
 
 from zoo.nn.precision import float64, float64_scope
-from zoo.registry import check_input
+from zoo.registry import check_input, check_steps
 
 F64 = jnp.float64
 
@@ -115,6 +115,7 @@ class VolumeNet(nnx.Module):
   @float64
   def rollout(self, z0: jax.Array, steps: int) -> jax.Array:
     """Iterates N: z0 (batch, dim) -> (batch, steps + 1, dim) float64 (z0 first)."""
+    steps = check_steps(steps)
     z = jnp.asarray(z0, F64)
     out = [z]
     for _ in range(steps):
@@ -164,4 +165,4 @@ def _rollout_scan(m: VolumeNet, z: jax.Array, steps: int) -> jax.Array:
 @float64
 def rollout(model: VolumeNet, z0: np.ndarray, steps: int) -> np.ndarray:
   """`model.rollout(z0, steps)` as one jitted scan: (batch, dim) -> (batch, steps + 1, dim) float64 numpy."""
-  return np.asarray(_rollout_scan(model, jnp.asarray(z0, F64), steps))
+  return np.asarray(_rollout_scan(model, jnp.asarray(z0, F64), check_steps(steps)))
