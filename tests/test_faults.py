@@ -92,12 +92,12 @@ def test_an_edited_unpinned_manifest_fails_its_self_checksum(copy):
 
 
 def test_a_legacy_manifest_loads_only_when_a_pin_covers_it(tmp_path):
-  shipped = ROOT / "checkpoints" / "massnet-sir"
+  shipped = ROOT / "checkpoints" / "volnet-pendulum"  # shipped before manifests carried a self-checksum
   assert checkpoint.SELF_KEY not in _manifest(shipped)  # the shipped format is accepted as it is
   shutil.copytree(shipped, tmp_path / "m")
   zoo.load(f"local-dir:{tmp_path / 'm'}")
   manifest = _manifest(tmp_path / "m")
-  manifest["model_kwargs"]["steps_per_block"] = 2
+  manifest["model_kwargs"]["layers"] = 7
   _write(tmp_path / "m", manifest, seal=False)
   with pytest.raises(errors.CheckpointCorruptError, match="no pin covers it"):
     zoo.load(f"local-dir:{tmp_path / 'm'}")

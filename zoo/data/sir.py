@@ -5,7 +5,9 @@
 As the official mass-preserving experiment (davidemurari/StructuredNeuralNetworks, "Mass Preserving Networks"):
 1000 initial states drawn uniformly in [0, 1]^3 (numpy seed 0) and normalised to sum 1, integrated with
 RK45 at rtol = atol = 1e-11 to t = 1; the first 90% train, the rest test. Features (float64):
-`x` (3,) the state at t = 0, `y` (3,) the state at t = 1.
+`x` (3,) the state at t = 0, `y` (3,) the state at t = 1. The pairs are bit-identical to the official
+`generateData.generate(1000, 2, 1, 0.9)` (checked by benchmarks/massnet_official.py); `zoo.data.load` returns
+each split in TFDS's stored order, a permutation of the official one (`states()` keeps the official order).
 """
 
 from __future__ import annotations
