@@ -34,6 +34,17 @@ def test_cards_check_detects_staleness(tmp_path, capsys):
   assert cli.main(["cards", "--output", str(stale), "--check"]) == 0
 
 
+def test_cards_carry_benchmark_tables(tmp_path, capsys):
+  table = tmp_path / "t.md"
+  table.write_text("# A benchmark\n\n| a | b |\n|---|---|\n| 1 | 2 |\n")
+  out = tmp_path / "MODEL_CARDS.md"
+  assert cli.main(["cards", "--output", str(out), "--table", str(table)]) == 0
+  text = out.read_text()
+  assert "\n## A benchmark\n" in text and text.index("| 1 | 2 |") > text.index("| model | family |")
+  assert cli.main(["cards", "--output", str(out), "--table", str(tmp_path / "missing.md")]) != 0
+  assert "missing.md" in capsys.readouterr().err
+
+
 def test_ship_adds_card_sections_and_prints_the_pin(tmp_path, monkeypatch, capsys):
   import shutil
 

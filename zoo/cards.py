@@ -9,8 +9,9 @@ training config, the metrics from the family's eval code, plots, and deviations 
 from __future__ import annotations
 
 import json
+import os
 import pathlib
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from zoo import registry
 
@@ -112,8 +113,14 @@ def write_card(directory: pathlib.Path, manifest: Mapping[str, Any], spec: regis
   return path
 
 
-def index_markdown(checkpoints: pathlib.Path | None) -> str:
-  """MODEL_CARDS.md: every registered model, its guarantee, its measured metrics and its card."""
+# Benchmark tables that MODEL_CARDS.md carries below the index (paths relative to the repository root; each is
+# written by the benchmark script its first lines name).
+INDEX_TABLES = ("benchmarks/results/elcd_generalisation.md",)
+
+
+def index_markdown(checkpoints: pathlib.Path | None, tables: Iterable[str | os.PathLike] = ()) -> str:
+  """MODEL_CARDS.md: every registered model, its guarantee, its measured metrics and its card; then each markdown
+  file of `tables` (a benchmark's table, its title demoted one level)."""
   lines = ["# Model cards", "",
            "Generated from the registry and the shipped checkpoints by `zoo cards`; do not edit by hand.", "",
            "| model | family | dataset | guarantee | verified | metrics | card |", "|---|---|---|---|---|---|---|"]
@@ -130,4 +137,7 @@ def index_markdown(checkpoints: pathlib.Path | None) -> str:
       shown, verified, card = "not trained yet" if spec.pretrained is None else "not embedded", "-", "-"
     lines.append(f"| `{spec.name}` | {spec.family.name} | {spec.dataset} | {_cell(spec.guarantee)} | {verified} | "
                  f"{shown} | {card} |")
+  for table in tables:
+    text = pathlib.Path(table).read_text().strip()
+    lines += ["", "#" + text if text.startswith("# ") else text]
   return "\n".join(lines) + "\n"

@@ -145,7 +145,11 @@ def _cmd_cards(args) -> int:
     raise UsageError(f"--output {path}: the folder {path.parent} does not exist.")
   if path.is_dir():
     raise UsageError(f"--output {path} is a directory; give a file name.")
-  text = cards.index_markdown(hub.checkpoints_dir())
+  tables = [pathlib.Path(t) for t in (cards.INDEX_TABLES if args.table is None else args.table)]
+  missing = [str(t) for t in tables if not t.is_file()]
+  if missing:
+    raise UsageError(f"--table {', '.join(missing)}: no such file (run from the repository root, or give paths).")
+  text = cards.index_markdown(hub.checkpoints_dir(), tables)
   if args.check:
     if not path.is_file() or path.read_text() != text:
       print(f"{path} is stale: run `zoo cards`", file=sys.stderr)
@@ -199,6 +203,9 @@ def main(argv: list[str] | None = None) -> int:
   p = sub.add_parser("cards", help="regenerate MODEL_CARDS.md")
   p.add_argument("--output", default="MODEL_CARDS.md")
   p.add_argument("--check", action="store_true", help="fail if the file is stale")
+  p.add_argument("--table", action="append", default=None,
+                 help="a benchmark's markdown table to carry below the index; repeatable (default: "
+                      "zoo.cards.INDEX_TABLES, relative to the repository root)")
   p.set_defaults(fn=_cmd_cards)
   debug = "--debug" in argv
   argv = [a for a in argv if a != "--debug"]  # accepted anywhere on the line
