@@ -1,0 +1,108 @@
+"""ACS building blocks without an environment (no `rl` extra needed): the safeguard's direction and stopping rule,
+the ε schedule and threshold, and that the agent scores the executed action."""
+
+from __future__ import annotations
+
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from zoo import errors
+from zoo.models import acs
+from zoo.models.acs import safeguard
+
+TARGET = jnp.array([0.6, -0.4])
+
+
+class ToyAdvantage(nnx.Module):
+  """A_s(s, a) = s₀ − |a − a*|²: highest at a* (inside the action box), raised by moving a towards a*."""
+
+  def __init__(self):
+    self.target = nnx.Param(TARGET)
+
+  def __call__(self, obs, action):
+    return obs[:, 0] - jnp.sum((action - self.target.value) ** 2, axis=-1)
+
+
+def _start():
+  obs = jnp.zeros((3, 4))
+  action = jnp.array([[-0.2, 0.5], [0.0, 0.0], [0.9, 0.4]])  # within 20 steps of 0.05 of a*
+  return obs, action
+
+
+def test_ascending_raises_the_safety_advantage_and_the_research_codes_sign_lowers_it():
+  adv = ToyAdvantage()
+  obs, action = _start()
+  before = adv(obs, action)
+  bound = jnp.full((3,), -0.05)
+  up = safeguard.correct(adv, obs, action, bound, direction=1.0)
+  down = safeguard.correct(adv, obs, action, bound, direction=-1.0)
+  assert np.all(np.asarray(adv(obs, up.action)) > np.asarray(before))
+  assert np.all(np.asarray(up.residual) >= 0), "ascent reaches the bound within 20 steps of 0.05"
+  assert np.all(np.asarray(adv(obs, jnp.clip(down.action, -1, 1))) < np.asarray(before))
+  assert np.all(np.asarray(down.residual) < 0) and np.all(np.asarray(down.iterations) == safeguard.STEPS)
+
+
+def test_safeguard_stops_at_the_bound_and_leaves_satisfied_actions_alone():
+  adv = ToyAdvantage()
+  obs, action = _start()
+  action = action.at[1].set(TARGET + 0.01)  # already satisfies the bound
+  out = safeguard.correct(adv, obs, action, jnp.full((3,), -0.05))
+  np.testing.assert_array_equal(np.asarray(out.action[1]), np.asarray(action[1]))
+  assert int(out.iterations[1]) == 0
+  # each step moves the largest component by exactly 0.05 (normalised gradient), so ≤ STEPS·0.05 in ∞-norm
+  moved = np.max(np.abs(np.asarray(out.action - action)), axis=-1)
+  assert np.all(moved <= np.asarray(out.iterations) * safeguard.STEP_SIZE + 1e-6)
+  # stopping: one step fewer would not satisfy the bound
+  fewer = safeguard.correct(adv, obs, action, jnp.full((3,), -0.05), steps=int(out.iterations[0]) - 1)
+  assert float(fewer.residual[0]) < 0 <= float(out.residual[0])
+
+
+def test_epsilon_schedule_and_threshold():
+  eps = np.asarray([safeguard.epsilon_schedule(k) for k in range(15)])
+  np.testing.assert_allclose(eps[:3], [3.7, 3.4, 3.1], rtol=1e-6)
+  assert np.all(np.diff(eps) <= 0) and eps[11] == pytest.approx(0.4) and eps[12] == pytest.approx(0.3) and eps[-1] == pytest.approx(0.3)
+  # h = −η(V_s − (1 − ε)): with V_s at the target probability 1 − ε the constraint asks A_s ≥ 0
+  assert float(safeguard.threshold(jnp.array(0.7), 0.3)) == pytest.approx(0.0, abs=1e-7)
+  assert float(safeguard.threshold(jnp.array(1.0), 0.3)) == pytest.approx(-0.8 * 0.3)
+
+
+def test_agent_scores_the_executed_action_not_the_raw_sample():
+  agent = acs.ACSAgent(4, 2, rngs=nnx.Rngs(0))
+  agent.safe_advantage = ToyAdvantage()  # a critic whose correction we know
+  agent.epsilon.value = jnp.asarray(0.3)
+  obs = jnp.zeros((5, 4))
+  step = agent.act(obs, jax.random.key(0))
+  corrected = np.asarray(step.iterations) > 0
+  assert corrected.any(), "the toy critic must make the safeguard act"
+  np.testing.assert_allclose(np.asarray(step.log_prob), np.asarray(agent.policy.log_prob(obs, step.action)), rtol=1e-6)
+  raw_logp = np.asarray(agent.policy.log_prob(obs, step.raw))
+  assert np.all(np.abs(np.asarray(step.log_prob)[corrected] - raw_logp[corrected]) > 1e-3)
+  # unguarded: executed == raw sample
+  free = agent.act(obs, jax.random.key(0), guard=False)
+  np.testing.assert_array_equal(np.asarray(free.action), np.asarray(free.raw))
+  # the deterministic call is the guarded mean; the raw policy action is agent.policy(obs)
+  safe, raw = np.asarray(agent(obs)), np.asarray(agent.policy(obs))
+  assert safe.shape == raw.shape == (5, 2) and np.all(np.abs(safe) <= 1)
+  assert np.all(np.asarray(agent.safe_advantage(obs, jnp.asarray(safe))) >= np.asarray(
+      agent.safe_advantage(obs, jnp.clip(jnp.asarray(raw), -1, 1))))
+
+
+def test_agent_rejects_a_wrong_observation_shape():
+  agent = acs.ACSAgent(4, 2, rngs=nnx.Rngs(0))
+  with pytest.raises(errors.InputShapeError):
+    agent(jnp.zeros((4,)))
+  with pytest.raises(errors.InputShapeError):
+    agent(jnp.zeros((2, 5)))
+
+
+def test_environment_without_the_rl_extra_names_the_install_command(monkeypatch):
+  from zoo.models.acs import env  # importing the module itself needs no extra
+
+  monkeypatch.setitem(sys.modules, "crax", None)  # as if crax-bench were not installed
+  with pytest.raises(errors.MissingExtraError, match=r"pip install -e '\.\[rl\]'"):
+    env.PointGoal1()
