@@ -2,6 +2,7 @@ r"""PointGoal1 candidates for the ACS family: what each JAX port builds, and its
 
     python benchmarks/acs_env_compare.py --env crax [--num-envs 1,16,64] [--steps 200]
     PYTHONPATH=/path/to/mjx_safety_gym_no_deps python benchmarks/acs_env_compare.py --env mjxsg
+    python benchmarks/acs_env_compare.py --env pointgoal1   # the acs family's wrapper (Safety Gym settings)
 
 `crax` is crax-bench 0.1.0's `safe_goal_point` at level 1 with the dense distance reward on
 (`reward_distance_scale=1.0`); `mjxsg` is mjx-safety-gym 0.1.6's `GoToGoal` (installed with `--no-deps`, since its
@@ -29,7 +30,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "acs_env_compare.json"
 
 
-def _build(name: str):
+def _build(name: str, args_keep_debug_print: bool = False):
   """Returns (env, reset(key) -> state, step(state, action) -> state, cost(state), describe() -> dict)."""
   if name == "crax":
     import mujoco
@@ -62,6 +63,11 @@ def _build(name: str):
   if name == "mjxsg":
     from mjx_safety_gym.envs.go_to_goal import GoToGoal
 
+    # GoToGoal.get_cost calls jax.debug.print inside a lax.cond; under vmap the cond becomes a select, so it prints
+    # (a host callback) at every step of every environment. Silence it in this process before tracing, as a user
+    # would have to (with it: 112 env-steps/s at 16 envs here).
+    if not args_keep_debug_print:
+      jax.debug.print = lambda *a, **k: None
     env = GoToGoal()
     mj = env.mj_model
 
@@ -81,20 +87,39 @@ def _build(name: str):
       }
 
     return env, env.reset, env.step, (lambda s: s.info["cost"]), describe
-  raise ValueError(f"unknown env {name!r}: crax or mjxsg")
+  if name == "pointgoal1":
+    from zoo.models.acs import env as acs_env
+
+    env = acs_env.PointGoal1()
+    mj = env._inner.sys.mj_model  # pylint: disable=protected-access
+
+    def describe():
+      return {
+          "package": "zoo.models.acs.env.PointGoal1 (crax-bench 0.1.0 safe_goal_point with POINTGOAL1 settings), "
+                     "BatchedEnv auto-reset",
+          "config": {k: v for k, v in env.config.items()},
+          "control_period_s": float(mj.opt.timestep * env.config["n_frames"]),
+          "observation_size": env.observation_size,
+          "action_size": env.action_size,
+      }
+
+    return env, None, None, None, describe
+  raise ValueError(f"unknown env {name!r}: crax, mjxsg or pointgoal1")
 
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--env", required=True, choices=["crax", "mjxsg"])
+  parser.add_argument("--env", required=True, choices=["crax", "mjxsg", "pointgoal1"])
   parser.add_argument("--num-envs", default="1,16,64")
   parser.add_argument("--steps", type=int, default=200, help="steps per timed rollout")
+  parser.add_argument("--keep-debug-print", action="store_true", help="mjxsg: keep its per-step jax.debug.print")
   args = parser.parse_args()
 
   t0 = time.perf_counter()
-  env, reset, step, cost_of, describe = _build(args.env)
+  env, reset, step, cost_of, describe = _build(args.env, args.keep_debug_print)
   build_s = time.perf_counter() - t0
-  entry = {"describe": describe(), "build_s": round(build_s, 2), "jax": jax.__version__, "rates": []}
+  entry = {"describe": describe(), "build_s": round(build_s, 2), "jax": jax.__version__, "rates": [],
+           "debug_print_silenced": args.env == "mjxsg" and not args.keep_debug_print}
 
   def rollout(keys):
     states = jax.vmap(reset)(keys)
@@ -110,8 +135,23 @@ def main() -> None:
     final, (costs, rewards, dones) = jax.lax.scan(body, states, step_keys)
     return obs_dim, final.obs, costs, rewards, dones
 
+  def batched_rollout(keys):  # pointgoal1: the wrapper's own batching and auto-reset
+    from zoo.models.acs import env as acs_env
+
+    batched = acs_env.BatchedEnv(env, keys.shape[0])
+    states = batched.reset(keys[0])
+
+    def body(s, key):
+      act_key, reset_key = jax.random.split(key)
+      a = jax.random.uniform(act_key, (keys.shape[0], env.action_size), minval=-1.0, maxval=1.0)
+      s, tr = batched.step(s, a, reset_key)
+      return s, (tr.cost, tr.reward, tr.done)
+
+    final, (costs, rewards, dones) = jax.lax.scan(body, states, jax.random.split(keys[1 % keys.shape[0]], args.steps))
+    return states.obs.shape[-1], final.obs, costs, rewards, dones
+
   for n in [int(x) for x in args.num_envs.split(",")]:
-    fn = jax.jit(rollout, static_argnums=())
+    fn = jax.jit(batched_rollout if args.env == "pointgoal1" else rollout)
     keys = jax.random.split(jax.random.key(0), n)
     t = time.perf_counter()
     out = jax.block_until_ready(fn(keys))
