@@ -13,7 +13,7 @@ from flax import nnx
 
 from zoo import errors
 from zoo.models import acs
-from zoo.models.acs import safeguard
+from zoo.models.acs import safeguard, targets
 
 TARGET = jnp.array([0.6, -0.4])
 
@@ -106,3 +106,42 @@ def test_environment_without_the_rl_extra_names_the_install_command(monkeypatch)
   monkeypatch.setitem(sys.modules, "crax", None)  # as if crax-bench were not installed
   with pytest.raises(errors.MissingExtraError, match=r"pip install -e '\.\[rl\]'"):
     env.PointGoal1()
+
+
+def _gae_loop(rewards, values, next_values, done, gamma, lam):
+  t_len, batch = rewards.shape
+  adv = np.zeros((t_len, batch))
+  for b in range(batch):
+    running = 0.0
+    for t in reversed(range(t_len)):
+      keep = 1.0 - done[t, b]
+      delta = rewards[t, b] + gamma * keep * next_values[t, b] - values[t, b]
+      running = delta + gamma * lam * keep * running
+      adv[t, b] = running
+  return adv
+
+
+def test_gae_matches_a_plain_loop_and_does_not_bootstrap_across_episode_ends():
+  rng = np.random.default_rng(0)
+  rewards, values, next_values = (rng.normal(size=(7, 3)).astype(np.float32) for _ in range(3))
+  done = np.zeros((7, 3), np.float32)
+  done[2, 0] = done[4, 1] = done[6, 2] = 1.0
+  for gamma, lam in [(0.99, 0.97), (0.99, 1.0)]:
+    adv, ret = targets.gae(*map(jnp.asarray, (rewards, values, next_values, done)), gamma, lam)
+    np.testing.assert_allclose(np.asarray(adv), _gae_loop(rewards, values, next_values, done, gamma, lam),
+                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(ret), np.asarray(adv) + values, rtol=1e-6)
+  # at an episode end the advantage is r − V: nothing from the next episode leaks in
+  assert float(adv[2, 0]) == pytest.approx(rewards[2, 0] - values[2, 0], rel=1e-6)
+
+
+def test_safety_targets_label_every_step_with_its_episodes_outcome():
+  # one env: episode A = steps 0-2 (cost 30 > 25), episode B = steps 3-5 (cost 2), steps 6-7 still running
+  done = jnp.array([0, 0, 1, 0, 0, 1, 0, 0], bool)[:, None]
+  episode_cost = jnp.array([0, 0, 30, 0, 0, 2, 0, 0], jnp.float32)[:, None]
+  labels, known = targets.episode_safety_targets(done, episode_cost, 25.0)
+  np.testing.assert_array_equal(np.asarray(labels[:6, 0]), [0, 0, 0, 1, 1, 1])
+  np.testing.assert_array_equal(np.asarray(known[:, 0]), [1, 1, 1, 1, 1, 1, 0, 0])
+  # exactly at the budget is a violation: the constraint is Σc < d
+  labels, _ = targets.episode_safety_targets(done, episode_cost.at[5, 0].set(25.0), 25.0)
+  assert float(labels[3, 0]) == 0.0
