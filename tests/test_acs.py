@@ -13,7 +13,7 @@ from flax import nnx
 
 from zoo import errors
 from zoo.models import acs
-from zoo.models.acs import safeguard, targets
+from zoo.models.acs import ppo, safeguard, targets
 
 TARGET = jnp.array([0.6, -0.4])
 
@@ -145,3 +145,34 @@ def test_safety_targets_label_every_step_with_its_episodes_outcome():
   # exactly at the budget is a violation: the constraint is Σc < d
   labels, _ = targets.episode_safety_targets(done, episode_cost.at[5, 0].set(25.0), 25.0)
   assert float(labels[3, 0]) == 0.0
+
+
+def test_ppo_loss_at_the_old_policy_and_a_bandit_that_ppo_solves():
+  import optax  # pylint: disable=import-outside-toplevel
+
+  policy = acs.GaussianPolicy(3, 1, (16,), rngs=nnx.Rngs(0))
+  obs = jnp.ones((256, 3))
+  target = 0.5  # reward −(a − 0.5)²: the best action is 0.5; the initial mean is ≈ 0
+  optimizer = nnx.Optimizer(policy, optax.adam(3e-3), wrt=nnx.Param)
+  key = jax.random.key(0)
+  start = float(policy(obs[:1])[0, 0])
+  for _ in range(40):
+    key, sub = jax.random.split(key)
+    actions = policy.sample(obs, sub)
+    old = policy.log_prob(obs, actions)
+    adv = ppo.normalise(-(actions[:, 0] - target) ** 2)
+    loss, info = ppo.policy_loss(policy, obs, actions, old, adv)
+    assert float(loss) == pytest.approx(-float(adv.mean()), abs=1e-5) and abs(float(info["approx_kl"])) < 1e-6
+    for _ in range(5):
+      out = ppo.policy_step(optimizer, policy, obs, actions, old, adv)
+      if float(out["approx_kl"]) > 1.5 * ppo.TARGET_KL:
+        break
+  assert abs(float(policy(obs[:1])[0, 0]) - target) < 0.1 < abs(start - target)
+
+
+def test_lagrangian_multiplier_and_advantages():
+  lam = ppo.multiplier_step(jnp.asarray(0.0), jnp.array([40.0, 30.0]), 25.0, 0.01)
+  assert float(lam) == pytest.approx(0.1)
+  assert float(ppo.multiplier_step(jnp.asarray(0.05), jnp.array([0.0]), 25.0, 0.01)) == 0.0  # never negative
+  mixed = ppo.lagrangian_advantages(jnp.array([1.0]), jnp.array([2.0]), jnp.asarray(1.0))
+  assert float(mixed[0]) == pytest.approx(-0.5)

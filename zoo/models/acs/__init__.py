@@ -8,7 +8,8 @@ Chen et al., "Safe Reinforcement Learning via Hierarchical Adaptive Chance-Const
 arXiv:2310.03379 (notes: shared/papers/acs.md; authors' research code BillChan226/SafeRLZoo, asp/acs.py).
 
 Modules: `model` (policy, critics, `ACSAgent`), `safeguard` (ε schedule, threshold, the gradient correction),
-`targets` (GAE, the safety critic's episode-outcome labels), `env` (Safety Gym PointGoal1 on crax-bench; needs the
+`targets` (GAE, the safety critic's episode-outcome labels), `ppo` (PPO-clip loss and step, PPO-Lagrangian's
+advantage mixing and multiplier), `env` (Safety Gym PointGoal1 on crax-bench; needs the
 optional extra: `pip install -e '.[rl]'`).
 No variant is registered yet: the family registers `acs-pointgoal1` when a trained policy ships.
 See ENVIRONMENT.md beside this file for the environment choice.
@@ -16,8 +17,8 @@ See ENVIRONMENT.md beside this file for the environment choice.
 
 from __future__ import annotations
 
-from zoo.models.acs import safeguard, targets
+from zoo.models.acs import ppo, safeguard, targets
 from zoo.models.acs.model import ACSAgent, Action, GaussianPolicy, SafetyAdvantage, SafetyCritic, ValueCritic
 
-__all__ = ["ACSAgent", "Action", "GaussianPolicy", "SafetyAdvantage", "SafetyCritic", "ValueCritic", "safeguard",
-           "targets"]
+__all__ = ["ACSAgent", "Action", "GaussianPolicy", "SafetyAdvantage", "SafetyCritic", "ValueCritic", "ppo",
+           "safeguard", "targets"]
