@@ -1,19 +1,22 @@
-"""ACS building blocks without an environment (no `rl` extra needed): the safeguard's direction and stopping rule,
-the ε schedule and threshold, and that the agent scores the executed action."""
+"""ACS building blocks without MuJoCo (no `rl` extra needed): the safeguard's direction and stopping rule, the ε
+schedule and threshold, the agent scoring the executed action, GAE and the safety labels, PPO(-Lagrangian), and
+experience collection in a toy batched environment."""
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import nnx
+from flax import nnx, struct
 
 from zoo import errors
 from zoo.models import acs
-from zoo.models.acs import ppo, safeguard, targets
+from zoo.models.acs import env as acs_env
+from zoo.models.acs import ppo, rollout, safeguard, targets
 
 TARGET = jnp.array([0.6, -0.4])
 
@@ -176,3 +179,49 @@ def test_lagrangian_multiplier_and_advantages():
   assert float(ppo.multiplier_step(jnp.asarray(0.05), jnp.array([0.0]), 25.0, 0.01)) == 0.0  # never negative
   mixed = ppo.lagrangian_advantages(jnp.array([1.0]), jnp.array([2.0]), jnp.asarray(1.0))
   assert float(mixed[0]) == pytest.approx(-0.5)
+
+
+@struct.dataclass
+class _ToyState:
+  obs: jax.Array
+  steps: jax.Array
+  cost: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class _ToyBatchedEnv:
+  """Points in the plane (obs = position, padded to 4) moving by 0.1·clip(a); cost 1 within 0.3 of (0.5, 0);
+  3-step episodes that restart at the origin."""
+
+  def reset(self, batch):
+    return _ToyState(jnp.zeros((batch, 4)), jnp.zeros((batch,), jnp.int32), jnp.zeros((batch,)))
+
+  def step(self, s, actions, key):
+    del key
+    pos = s.obs.at[:, :2].add(0.1 * jnp.clip(actions, -1, 1))
+    cost = (jnp.linalg.norm(pos[:, :2] - jnp.array([0.5, 0.0]), axis=-1) < 0.3).astype(jnp.float32)
+    steps, total = s.steps + 1, s.cost + cost
+    done = steps >= 3
+    tr = acs_env.Transition(-jnp.linalg.norm(pos[:, :2], axis=-1), cost, done, total, jnp.zeros_like(total), pos)
+    keep = ~done[:, None]
+    return _ToyState(jnp.where(keep, pos, 0.0), jnp.where(done, 0, steps), jnp.where(done, 0.0, total)), tr
+
+
+def test_collect_records_the_executed_action_and_its_log_prob():
+  agent = acs.ACSAgent(4, 2, rngs=nnx.Rngs(0))
+  agent.safe_advantage = ToyAdvantage()
+  env = _ToyBatchedEnv()
+  run = nnx.jit(rollout.collect, static_argnums=(1, 4, 5))
+  _, out = run(agent, env, env.reset(5), jax.random.key(0), 7, True)
+  assert out.obs.shape == (7, 5, 4) and out.action.shape == (7, 5, 2) and out.cost.shape == (7, 5)
+  np.testing.assert_allclose(
+      np.asarray(out.log_prob).ravel(),
+      np.asarray(agent.policy.log_prob(out.obs.reshape(-1, 4), out.action.reshape(-1, 2))), rtol=1e-5, atol=1e-5)
+  assert np.any(np.asarray(out.iterations) > 0)
+  # the environment moved by the executed (corrected) action, not by the raw sample
+  np.testing.assert_allclose(np.asarray(out.next_obs[..., :2] - out.obs[..., :2]),
+                             0.1 * np.clip(np.asarray(out.action), -1, 1), atol=1e-6)
+  np.testing.assert_array_equal(np.asarray(out.done[:, 0]), [0, 0, 1, 0, 0, 1, 0])
+  _, free = run(agent, env, env.reset(5), jax.random.key(0), 7, False)
+  np.testing.assert_array_equal(np.asarray(free.action), np.asarray(free.raw))
+  assert np.all(np.asarray(free.iterations) == 0)
