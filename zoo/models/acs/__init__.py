@@ -9,16 +9,16 @@ arXiv:2310.03379 (notes: shared/papers/acs.md; authors' research code BillChan22
 
 Modules: `model` (policy, critics, `ACSAgent`), `safeguard` (ε schedule, threshold, the gradient correction),
 `targets` (GAE, the safety critic's episode-outcome labels), `ppo` (PPO-clip loss and step, PPO-Lagrangian's
-advantage mixing and multiplier), `rollout` (collecting experience with the safeguard in the loop), `env` (Safety Gym PointGoal1 on crax-bench; needs the
-optional extra: `pip install -e '.[rl]'`).
+advantage mixing and multiplier), `rollout` (collecting experience with the safeguard in the loop), `env` (Safety
+Gym PointGoal1 on crax-bench; needs the optional extra: `pip install -e '.[rl]'`).
 No variant is registered yet: the family registers `acs-pointgoal1` when a trained policy ships.
 See ENVIRONMENT.md beside this file for the environment choice.
 """
 
 from __future__ import annotations
 
-from zoo.models.acs import ppo, safeguard, targets
+from zoo.models.acs import ppo, rollout, safeguard, targets
 from zoo.models.acs.model import ACSAgent, Action, GaussianPolicy, SafetyAdvantage, SafetyCritic, ValueCritic
 
 __all__ = ["ACSAgent", "Action", "GaussianPolicy", "SafetyAdvantage", "SafetyCritic", "ValueCritic", "ppo",
-           "safeguard", "targets"]
+           "rollout", "safeguard", "targets"]
