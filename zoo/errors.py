@@ -101,3 +101,13 @@ class UnknownVariantError(ZooError, ValueError):
 
 class InvalidArgumentError(ZooError, ValueError):
   """An argument outside what a model method accepts (e.g. a negative number of rollout steps)."""
+
+
+class MissingExtraError(ZooError, ImportError):
+  """Code that needs an optional extra (e.g. `rl`: mujoco, mujoco-mjx, crax-bench) that is not installed."""
+
+  def __init__(self, extra: str, module: str, what: str):
+    self.extra = extra
+    super().__init__(
+        f"{what} needs the optional extra '{extra}' ({module} is not installed). Install it with "
+        f"`pip install -e '.[{extra}]'` from a checkout (or `pip install 'nnx-zoo[{extra}]'`).")
