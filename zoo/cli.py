@@ -157,10 +157,34 @@ def _cmd_cards(args) -> int:
   return 0
 
 
+def repo_root() -> pathlib.Path | None:
+  """The source checkout this `zoo` was imported from (it has `train/` and `configs/` beside `zoo/`), or None for
+  a pip install (which installs only the `zoo` package)."""
+  root = pathlib.Path(__file__).resolve().parent.parent
+  return root if (root / "train" / "trainer.py").is_file() and (root / "configs").is_dir() else None
+
+
+def _cmd_train(rest: list[str]) -> int:
+  """`zoo train ...` = `python -m train ...` run from the checkout (the trainer is not part of a pip install)."""
+  import os  # pylint: disable=import-outside-toplevel
+
+  root = repo_root()
+  if root is None:
+    raise UsageError("zoo train needs a clone of the nnx-zoo repository (the trainer `train/` and `configs/` are not "
+                     "installed by pip): git clone the repo, pip install -e it, and run `python -m train --config "
+                     "configs/FAMILY.py:VARIANT --workdir DIR` there.")
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(root), os.environ.get("PYTHONPATH")) if p))
+  return subprocess.call([sys.executable, "-m", "train", *rest], env=env)
+
+
 def main(argv: list[str] | None = None) -> int:
   argv = sys.argv[1:] if argv is None else argv
-  if argv[:1] == ["train"]:
-    return subprocess.call([sys.executable, "-m", "train", *argv[1:]])
+  if argv[:1] == ["train"]:  # everything after it is the trainer's (absl flags; `zoo train --help` is its help)
+    try:
+      return _cmd_train(argv[1:])
+    except UsageError as e:
+      print(f"error: UsageError: {e}", file=sys.stderr)
+      return 2
   parser = argparse.ArgumentParser(prog="zoo", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
