@@ -137,6 +137,16 @@ def _cmd_ship(args) -> int:
   return 0
 
 
+def _cmd_export(args) -> int:
+  from zoo import export  # pylint: disable=import-outside-toplevel
+
+  out = pathlib.Path(args.out or f"zoo-export/{args.source.rstrip('/').split('/')[-1].split('@')[0]}-{args.format}")
+  path = export.export(args.source, out, args.format)
+  print(f"wrote {path} (with config.json and manifest.json beside it); read it without JAX:\n"
+        f"  from safetensors.numpy import load_file; weights = load_file({str(path)!r})")
+  return 0
+
+
 def _cmd_cards(args) -> int:
   from zoo import cards, hub  # pylint: disable=import-outside-toplevel
 
@@ -220,6 +230,12 @@ def main(argv: list[str] | None = None) -> int:
   p.add_argument("--replace", action="store_true",
                  help="replace a model that already ships (prints the metrics it replaces)")
   p.set_defaults(fn=_cmd_ship)
+  p = sub.add_parser("export", help="write a model's weights for non-JAX readers (safetensors + config + manifest)")
+  p.add_argument("source", help="a registered name, hf://ORG/REPO[@REV] or local-dir:PATH")
+  p.add_argument("--format", default="safetensors", choices=["safetensors"], help="the file format (default: %(default)s)")
+  p.add_argument("--out", default=None, metavar="DIR",
+                 help="output folder (default: zoo-export/NAME-FORMAT); created if missing")
+  p.set_defaults(fn=_cmd_export)
   p = sub.add_parser("cards", help="regenerate MODEL_CARDS.md")
   p.add_argument("--output", default="MODEL_CARDS.md")
   p.add_argument("--check", action="store_true", help="fail if the file is stale")
