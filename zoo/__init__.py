@@ -33,7 +33,8 @@ def info(name: str) -> dict[str, Any]:
   if manifest.is_file():
     m = json.loads(manifest.read_text())
     out.update(embedded=str(manifest.parent), metrics=m.get("metrics"), checks=m.get("checks"),
-               num_params=m.get("num_params"))
+               num_params=m.get("num_params"),
+               eval_split=(m.get("config") or {}).get("eval_split", "test"))
   return out
 
 

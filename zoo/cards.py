@@ -40,6 +40,26 @@ def _flat_metrics(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, Any
   return out
 
 
+# Numbers a training run records that are not measurements of the model's quality: kept out of the Hub's
+# model-index (eval results) and shown as training facts / model size instead.
+BOOKKEEPING = ("best_step", "train_steps", "rollout_steps", "steps", "epochs")
+SIZE = ("state_bytes", "compression_vs_float32", "num_params")
+
+
+def is_bookkeeping(key: str) -> bool:
+  """Whether the metric `key` is bookkeeping (a step count) rather than a measurement on the eval split."""
+  leaf = key.rsplit("/", 1)[-1]
+  return any(leaf == b or leaf.startswith(b + "_") for b in BOOKKEEPING)
+
+
+def split_metrics(metrics: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+  """(eval metrics, model-size figures, bookkeeping) of a manifest's flat metrics."""
+  flat = _flat_metrics(metrics or {})
+  size = {k: v for k, v in flat.items() if k.rsplit("/", 1)[-1] in SIZE}
+  book = {k: v for k, v in flat.items() if k not in size and is_bookkeeping(k)}
+  return {k: v for k, v in flat.items() if k not in size and k not in book}, size, book
+
+
 def card_data(manifest: Mapping[str, Any], spec: registry.ModelSpec) -> Any:
   from huggingface_hub import EvalResult, ModelCardData  # pylint: disable=import-outside-toplevel
 
