@@ -37,20 +37,22 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 def _cmd_list(args) -> int:
   from zoo import registry  # pylint: disable=import-outside-toplevel
 
-  specs = [registry.get_spec(n) for n in registry.list_models(args.pattern, pretrained=args.pretrained)]
+  index = registry.index()  # the cached index: no model code imported
+  records = [registry.with_pin(index[n]) for n in registry.list_models(args.pattern, pretrained=args.pretrained)]
   if args.family:
-    specs = [s for s in specs if s.family.name == args.family]
+    records = [r for r in records if r["family"] == args.family]
   for tag in args.tag:
-    specs = [s for s in specs if tag in s.tags]
-  if not specs:
-    families = sorted({s.family.name for s in registry.specs()})
+    records = [r for r in records if tag in r["tags"]]
+  if not records:
+    families = sorted({r["family"] for r in index.values()})
     print(f"no model matches {args.pattern!r}" + (f" in family {args.family!r}" if args.family else "")
           + (f" with tags {args.tag}" if args.tag else "") + f" (families: {', '.join(families)})", file=sys.stderr)
     return 1
   if args.json:
-    print(json.dumps([s.as_dict() for s in specs], indent=2, ensure_ascii=False))
+    print(json.dumps(records, indent=2, ensure_ascii=False))
     return 0
-  rows = [[s.name, s.family.name, s.dataset, "yes" if s.pretrained else "-", ", ".join(s.tags)] for s in specs]
+  rows = [[r["name"], r["family"], r["dataset"], "yes" if r["pretrained"] else "-", ", ".join(r["tags"])]
+          for r in records]
   print(_table(rows, ["name", "family", "dataset", "pretrained", "tags"]))
   return 0
 
@@ -109,7 +111,7 @@ def format_info(out: dict) -> str:
 
 def _cmd_info(args) -> int:
   import zoo  # pylint: disable=import-outside-toplevel
-  from zoo import hub  # pylint: disable=import-outside-toplevel
+  from zoo import cache  # pylint: disable=import-outside-toplevel
 
   try:
     out = zoo.info(args.name)
@@ -117,7 +119,7 @@ def _cmd_info(args) -> int:
     if isinstance(e, errors.ZooError):
       raise
     raise errors.CheckpointCorruptError(
-        f"the embedded manifest of {args.name} ({hub.checkpoints_dir() / args.name}) cannot be read "
+        f"the embedded manifest of {args.name} ({cache.checkpoints_dir() / args.name}) cannot be read "
         f"({e.__class__.__name__}); restore it with git checkout -- checkpoints/{args.name}.") from e
   print(json.dumps(out, indent=2, default=str, ensure_ascii=False) if args.json else format_info(out))
   return 0
