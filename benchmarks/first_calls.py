@@ -54,7 +54,7 @@ def main() -> None:
   parser.add_argument("--label", default="after")
   parser.add_argument("--root", default=str(HERE.parent), help="the checkout to measure (its zoo is imported)")
   parser.add_argument("--repeat", type=int, default=5)
-  parser.add_argument("--models", default="*", help="wildcard of the models whose zoo.create is timed")
+  parser.add_argument("--models", default="*", help="comma-separated wildcards of the models whose zoo.create is timed")
   args = parser.parse_args()
   root = pathlib.Path(args.root).resolve()
   cache = pathlib.Path(tempfile.mkdtemp(prefix="zoo-first-calls-"))
@@ -83,7 +83,9 @@ def main() -> None:
   record("zoo info elcd-lasa8d", [run(cli.format(argv=["info", "elcd-lasa8d"]), root, env)[:2]
                                   for _ in range(args.repeat)], "≤ 1 s")
 
-  names = json.loads(run(f"import json, zoo; print(json.dumps(zoo.list_models({args.models!r})))", root, env)[2])
+  patterns = args.models.split(",")
+  names = json.loads(run(f"import json, zoo; print(json.dumps(sorted({{n for p in {patterns!r} "
+                         f"for n in zoo.list_models(p)}})))", root, env)[2])
   create = ("import time, zoo; zoo.get_spec({name!r}); t = time.perf_counter(); zoo.create({name!r}); "
             "print(f'T={{time.perf_counter() - t}}')")
   creates = {}

@@ -247,6 +247,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   The config is validated first (`ConfigError` naming the field); a non-finite loss stops the run with
   `TrainingDivergedError` (no export)."""
   validate_config(config, workdir)
+  from zoo import cache  # pylint: disable=import-outside-toplevel
+  cache.enable_compilation_cache()  # a rerun or resume compiles nothing it compiled before
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   (workdir / "config.json").write_text(config.to_json_best_effort(indent=2, sort_keys=True) + "\n")

@@ -270,6 +270,21 @@ def _cmd_cards(args) -> int:
     raise UsageError(f"--output {path}: the folder {path.parent} does not exist.")
   if path.is_dir():
     raise UsageError(f"--output {path} is a directory; give a file name.")
+  if args.refresh:
+    import fnmatch  # pylint: disable=import-outside-toplevel
+
+    from zoo import checkpoint, pins  # pylint: disable=import-outside-toplevel
+
+    names = sorted(d.name for d in hub.checkpoints_dir().iterdir()
+                   if (d / checkpoint.MANIFEST).is_file() and any(fnmatch.fnmatchcase(d.name, p) for p in args.refresh))
+    if not names:
+      raise UsageError(f"--refresh {args.refresh}: no embedded checkpoint matches.")
+    for name in names:  # re-render the card from the current code, re-seal the manifest, re-pin it
+      with checkpoint.locked(hub.checkpoints_dir() / name):
+        sha = checkpoint.refresh_card(hub.checkpoints_dir() / name)
+      pin = pins.get(name)
+      pins.write(name, sha, repo_id=pin.repo_id if pin else None, revision=pin.revision if pin else "main")
+      print(f"refreshed the card of {name}; pinned manifest sha256 {sha}")
   text = cards.index_markdown(hub.checkpoints_dir())
   if args.check:
     if not path.is_file() or path.read_text() != text:
@@ -353,6 +368,9 @@ def build_parser() -> argparse.ArgumentParser:
   p = sub.add_parser("cards", help="regenerate MODEL_CARDS.md from the registry and the shipped checkpoints")
   p.add_argument("--output", default="MODEL_CARDS.md", metavar="FILE", help="the file to write (default: %(default)s)")
   p.add_argument("--check", action="store_true", help="fail if the file is stale")
+  p.add_argument("--refresh", action="append", default=[], metavar="PATTERN",
+                 help="first re-render the embedded cards of the matching checkpoints from the current card code "
+                      "(re-seals their manifests and re-pins them in pins.json; the weights are untouched); repeatable")
   p.set_defaults(fn=_cmd_cards)
   sub.add_parser("train", help="train a model from a config (= python -m train, from a clone); "
                                "zoo train --help lists its flags", add_help=False)

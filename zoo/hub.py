@@ -416,7 +416,7 @@ def push_to_hub(model_or_dir: nnx.Module | str | os.PathLike, repo_id: str, *, n
       folder = pathlib.Path(stack.enter_context(tempfile.TemporaryDirectory())) / name
       checkpoint.save(model_or_dir, folder, name=name, model_kwargs=origin.kwargs if origin else None,
                       config=(manifest or {}).get("config"), metrics=(manifest or {}).get("metrics"),
-                      card_sections=(manifest or {}).get("card_sections"))
+                      card_sections=(manifest or {}).get("card_sections"), card_repo_id=repo_id)
     else:
       folder = pathlib.Path(model_or_dir)
     manifest = checkpoint.read_manifest(folder)
