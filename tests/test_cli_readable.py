@@ -67,13 +67,23 @@ def test_every_argument_has_help_and_every_listed_command_exists(capsys):
 
 def test_progress_says_what_runs_and_for_how_long():
   stream = io.StringIO()
-  with cli.progress("compiling", stream=stream, every=0.05):
+  with cli.progress("compiling", stream=stream, every=0.05, delay=0):
     time.sleep(0.2)
   lines = stream.getvalue().splitlines()
   assert lines[0] == "compiling ..." and any("s so far" in l for l in lines) and "done in" in lines[-1]
+  quiet = io.StringIO()
+  with cli.progress("quick", stream=quiet, delay=5):
+    pass
+  assert quiet.getvalue() == ""  # a quick step says nothing
+  failed = io.StringIO()
+  with pytest.raises(RuntimeError), cli.progress("failing", stream=failed, delay=0, every=10):
+    time.sleep(0.05)
+    raise RuntimeError
+  assert failed.getvalue() == "failing ...\n"  # no "done" after a failure
 
 
-def test_verify_and_run_report_progress(tmp_path, capsys):
+def test_verify_and_run_report_progress(tmp_path, capsys, monkeypatch):
+  monkeypatch.setattr(cli, "PROGRESS_DELAY", 0.0)
   assert cli.main(["verify", "massnet-sir"]) == 0
   err = capsys.readouterr().err
   assert "loading massnet-sir ..." in err and "checking the guarantee" in err and "done in" in err

@@ -125,20 +125,28 @@ def _cmd_info(args) -> int:
   return 0
 
 
+PROGRESS_DELAY = 1.0  # seconds a step runs before it is announced (quick steps and instant errors stay silent)
+
+
 @contextlib.contextmanager
-def progress(what: str, stream=None, every: float | None = None) -> Iterator[None]:
-  """Says `what ...` at once and how long it has been running while it runs (in place on a terminal, a line every
-  `every` seconds (default 10) elsewhere), then `what: done in N s`. For steps of more than a few seconds."""
+def progress(what: str, stream=None, every: float | None = None, delay: float | None = None) -> Iterator[None]:
+  """Says `what ...` once the step has run `delay` seconds (default PROGRESS_DELAY), then how long it has been
+  running (in place on a terminal, a line every `every` seconds (default 10) elsewhere), and `what: done in N s`
+  at the end. For steps that may take more than a few seconds; a failure prints nothing more (the error follows)."""
   import threading  # pylint: disable=import-outside-toplevel
   import time  # pylint: disable=import-outside-toplevel
 
   stream = stream or sys.stderr
   tty = hasattr(stream, "isatty") and stream.isatty()
   every = every if every is not None else (1.0 if tty else 10.0)
-  start, stop = time.perf_counter(), threading.Event()
-  print(f"{what} ...", end="" if tty else "\n", file=stream, flush=True)
+  delay = PROGRESS_DELAY if delay is None else delay
+  start, stop, shown = time.perf_counter(), threading.Event(), threading.Event()
 
   def tick() -> None:
+    if stop.wait(delay):
+      return
+    print(f"{what} ...", end="" if tty else "\n", file=stream, flush=True)
+    shown.set()
     while not stop.wait(every):
       elapsed = time.perf_counter() - start
       print(f"\r{what} ... {elapsed:.0f} s" if tty else f"  {what}: {elapsed:.0f} s so far", end="" if tty else "\n",
@@ -146,12 +154,18 @@ def progress(what: str, stream=None, every: float | None = None) -> Iterator[Non
 
   thread = threading.Thread(target=tick, daemon=True)
   thread.start()
+  ok = False
   try:
     yield
+    ok = True
   finally:
     stop.set()
     thread.join()
-    print(f"{chr(13) if tty else ''}{what}: done in {time.perf_counter() - start:.1f} s", file=stream, flush=True)
+    if shown.is_set():
+      if ok:
+        print(f"{chr(13) if tty else ''}{what}: done in {time.perf_counter() - start:.1f} s", file=stream, flush=True)
+      elif tty:
+        print(file=stream, flush=True)
 
 
 def _load(source: str):
