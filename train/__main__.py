@@ -99,7 +99,6 @@ def main(argv):
   except errors.ZooError as e:  # a config or data problem: one line, exit 2 (--verbosity=1 keeps absl's logs)
     print(f"error: {e.__class__.__name__}: {' '.join(str(e).split())}", file=sys.stderr)
     sys.exit(2)
-  (pathlib.Path(_WORKDIR.value) / "result.json").write_text(json.dumps(result, default=str, indent=2) + "\n")
   print(format_result(result, _WORKDIR.value))  # the result, once, for people; WORKDIR/result.json for programs
   if result.get("checks_passed") is False:
     print(f"error: the export's checks failed ({'; '.join(result.get('checks', []))}); `zoo ship` refuses it.",
