@@ -25,9 +25,80 @@ def test_embedded_card_metadata_matches_the_manifest(name):
   assert {"flax", "jax", "nnx"} <= set(data["tags"])
   info = zoo.info(name)
   measured = {r.metric_type: r.metric_value for r in card.data.eval_results}
-  for key, value in cards._flat_metrics(info["metrics"]).items():
+  for key, value in cards.split_metrics(info["metrics"])[0].items():  # the evaluation metrics (no step counts)
     assert measured[key] == pytest.approx(value)
   assert info["guarantee"] in card.text
   for png in (hub.checkpoints_dir() / name).glob("*.png"):
     assert f"]({png.name})" in card.text
 
+
+
+def _card(manifest, name, repo_id=None, tmp_path=None):
+  from zoo import registry
+  spec = registry.get_spec(name)
+  path = cards.write_card(tmp_path, manifest, spec, repo_id=repo_id)
+  return ModelCard.load(path)
+
+
+def test_card_metadata_the_hub_understands(tmp_path):
+  """Task type and pipeline_tag per family, the split of every metric, no bookkeeping as eval results, base_model on a
+  quantized derivative, a BibTeX citation and a limitations section (rendered from a shipped manifest)."""
+  import json
+  manifest = json.loads((hub.checkpoints_dir() / "resnet18-digits-idkm-b2" / "manifest.json").read_text())
+  card = _card(manifest, "resnet18-digits-idkm-b2", tmp_path=tmp_path)
+  data = card.data.to_dict()
+  assert data["pipeline_tag"] == "image-classification"
+  assert data["base_model"] == "nnx-zoo/resnet18-digits" and data["base_model_relation"] == "quantized"
+  results = card.data.eval_results
+  assert results and {r.task_type for r in results} == {"image-classification"}
+  assert {r.dataset_split for r in results} == {"test"}
+  names = {r.metric_type for r in results}
+  assert "accuracy" in names and not names & {"best_step", "train_steps", "state_bytes"}
+  assert "## Limitations" in card.text and "```bibtex" in card.text and "@inproceedings{he2016resnet" in card.text
+  assert "@misc{jaffe2023idkm" in card.text
+  for family, name in (("elcd", "elcd-lasa8d"), ("massnet", "massnet-sir")):
+    m = json.loads((hub.checkpoints_dir() / name / "manifest.json").read_text())
+    d = _card(m, name, tmp_path=tmp_path).data
+    assert d.pipeline_tag == cards.TASKS[family]
+    assert not {r.metric_type for r in d.eval_results} & {"best_step", "train_steps", "rollout_steps"}
+    assert not any(r.metric_type.startswith("rollout_steps") for r in d.eval_results)
+  assert _card(m, "massnet-sir", tmp_path=tmp_path).data.to_dict().get("base_model") is None
+
+
+def test_a_pushed_custom_untrained_model_gets_its_own_card(hub, tmp_path):
+  from zoo import checkpoint
+  model = zoo.create("massnet-sir", hidden=20)
+  zoo.push_to_hub(model, repo_id="me/x")
+  snapshot = hub_module_download("me/x")
+  card = ModelCard.load(snapshot / "README.md")
+  assert 'zoo.load("hf://me/x")' in card.text and 'zoo.load("massnet-sir")  #' not in card.text
+  assert "**untrained**" in card.text and "# massnet-sir (custom: hidden=20)" in card.text
+  assert '"hidden": 20' in card.text  # its real arguments
+  assert "untrained" in card.data.tags and not card.data.eval_results
+  assert checkpoint.read_manifest(snapshot)["model_kwargs"]["hidden"] == 20
+
+
+def hub_module_download(repo_id):
+  return hub.download(repo_id)
+
+
+def test_a_pushed_registered_model_keeps_its_card_but_loads_from_its_repo(hub, tmp_path):
+  model = zoo.load("massnet-sir")
+  zoo.push_to_hub(model, repo_id="me/sir-copy")
+  card = ModelCard.load(hub_module_download("me/sir-copy") / "README.md")
+  assert 'zoo.load("hf://me/sir-copy")' in card.text and "untrained" not in card.text
+  assert card.data.eval_results
+
+
+def test_cards_refresh_rerenders_an_embedded_card_and_repins_it(tmp_path, monkeypatch, capsys):
+  import shutil
+  from zoo import cli, pins
+  root = tmp_path / "checkpoints"
+  shutil.copytree(hub.checkpoints_dir() / "massnet-sir", root / "massnet-sir")
+  monkeypatch.setenv("ZOO_CHECKPOINTS", str(root))
+  old = pins.get("massnet-sir").sha256
+  assert cli.main(["cards", "--refresh", "mass*", "--output", str(tmp_path / "MODEL_CARDS.md")]) == 0
+  assert "refreshed the card of massnet-sir" in capsys.readouterr().out
+  assert "## Citation" in (root / "massnet-sir" / "README.md").read_text()
+  assert pins.get("massnet-sir").sha256 != old
+  zoo.load("massnet-sir")  # the re-sealed manifest matches its new pin

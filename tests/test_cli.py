@@ -8,7 +8,7 @@ from zoo import cli
 def test_list_info_verify(capsys):
   assert cli.main(["list", "mass*"]) == 0
   assert "massnet-sir" in capsys.readouterr().out
-  assert cli.main(["info", "massnet-sir"]) == 0
+  assert cli.main(["info", "massnet-sir", "--json"]) == 0
   assert json.loads(capsys.readouterr().out)["family"] == "massnet"
   assert cli.main(["verify", "massnet-sir"]) == 0
   assert "verified" in capsys.readouterr().out

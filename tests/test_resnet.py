@@ -91,8 +91,8 @@ def test_verify_fails_once_the_clustering_is_gone():
 @needs_b2
 def test_plot_writes_the_confusion_matrix_and_codebook_histogram_only(packed, tmp_path):
   data = zoo.data.load("digits", "test")
-  assert resnet.plot(packed, {k: v[:64] for k, v in data.items()}, tmp_path) == [tmp_path / "resnet18.png"]
-  assert sorted(p.name for p in tmp_path.iterdir()) == ["resnet18.png"]
+  assert resnet.plot(packed, {k: v[:64] for k, v in data.items()}, tmp_path) == [tmp_path / "confusion_and_weight_values.png"]
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["confusion_and_weight_values.png"]
 
 
 @needs_b2

@@ -13,6 +13,7 @@ publishes it.
 import ast
 import json
 import logging as logging_std
+import pathlib
 import sys
 
 from absl import app, flags, logging
@@ -69,6 +70,22 @@ def split_model_overrides(argv: list[str]) -> tuple[list[str], dict]:
 _MODEL_OVERRIDES: dict = {}
 
 
+def format_result(result: dict, workdir: str) -> str:
+  """The end of a run in a few lines: steps and time, the export's metrics, its checks, what to do next."""
+  num = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
+  lines = [f"done: {result.get('steps')} steps in {result.get('train_seconds', 0):.0f} s on "
+           f"{result.get('devices')} device(s); best step {result.get('best_step')}"]
+  metrics = result.get("metrics") or {}
+  if metrics:
+    lines.append("metrics: " + ", ".join(f"{k} {num(v)}" for k, v in metrics.items()))
+  if "export" in result:
+    checks = result.get("checks") or []
+    lines.append(f"checks: {'all ' + str(len(checks)) + ' passed' if result.get('checks_passed') else 'FAILED'}")
+    lines.append(f"export: {result['export']}  (ship it: zoo ship {result['export']})")
+  lines.append(f"result: {pathlib.Path(workdir) / 'result.json'}")
+  return "\n".join(lines)
+
+
 def main(argv):
   del argv
   logging.get_absl_handler().addFilter(_QuietLibraries())
@@ -82,8 +99,7 @@ def main(argv):
   except errors.ZooError as e:  # a config or data problem: one line, exit 2 (--verbosity=1 keeps absl's logs)
     print(f"error: {e.__class__.__name__}: {' '.join(str(e).split())}", file=sys.stderr)
     sys.exit(2)
-  logging.info("done: %s", json.dumps(result, default=str))
-  print(json.dumps(result, default=str, indent=2))
+  print(format_result(result, _WORKDIR.value))  # the result, once, for people; WORKDIR/result.json for programs
   if result.get("checks_passed") is False:
     print(f"error: the export's checks failed ({'; '.join(result.get('checks', []))}); `zoo ship` refuses it.",
           file=sys.stderr)

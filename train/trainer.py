@@ -242,17 +242,22 @@ def _truncate_log(path: pathlib.Path, step: int) -> None:
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[str, Any]:
   """Trains `config.model` as configured, resuming from WORKDIR if it holds a checkpoint; returns the export's
-  metrics (and its path under "export", and whether every recorded check passed under "checks_passed").
+  metrics (and its path under "export", and whether every recorded check passed under "checks_passed"); the same
+  is written to WORKDIR/result.json.
 
   The config is validated first (`ConfigError` naming the field); a non-finite loss stops the run with
   `TrainingDivergedError` (no export)."""
   validate_config(config, workdir)
+  from zoo import cache  # pylint: disable=import-outside-toplevel
+  cache.enable_compilation_cache()  # a rerun or resume compiles nothing it compiled before
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   (workdir / "config.json").write_text(config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
   spec = registry.get_spec(config.model)
   with spec.family.precision():
-    return _train(config, workdir)
+    result = _train(config, workdir)
+  (workdir / "result.json").write_text(json.dumps(result, default=str, indent=2) + "\n")  # for programs
+  return result
 
 
 def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict[str, Any]:

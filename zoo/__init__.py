@@ -13,8 +13,24 @@ from __future__ import annotations
 from typing import Any
 
 from zoo import errors
-from zoo.hub import create, load, push_to_hub
 from zoo.registry import Check, Provenance, get_spec, list_models, provenance
+
+# `import zoo` stays as cheap as numpy: JAX, Flax, orbax and huggingface_hub are imported on first use of what
+# needs them (zoo.load, zoo.create, zoo.push_to_hub come from zoo.hub when first touched).
+_LAZY = {"load": "zoo.hub", "create": "zoo.hub", "push_to_hub": "zoo.hub"}
+
+
+def __getattr__(name: str) -> Any:
+  if name in _LAZY:
+    import importlib  # pylint: disable=import-outside-toplevel
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+  raise AttributeError(f"module 'zoo' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+  return sorted({*globals(), *_LAZY})
 
 __all__ = ["load", "create", "list_models", "info", "verify", "push_to_hub", "quantize", "provenance", "errors",
            "Check", "Provenance"]
@@ -26,19 +42,23 @@ def info(name: str) -> dict[str, Any]:
   metrics and checks measured on the embedded checkpoint (when it ships one)."""
   import json  # pylint: disable=import-outside-toplevel
 
-  from zoo import hub  # pylint: disable=import-outside-toplevel
+  from zoo import cache, registry  # pylint: disable=import-outside-toplevel
 
-  out = get_spec(name).as_dict()
-  manifest = hub.checkpoints_dir() / name / "manifest.json"
+  out = registry.record(name)  # from the registry's index: no model code imported
+  manifest = cache.checkpoints_dir() / name / "manifest.json"
   if manifest.is_file():
     m = json.loads(manifest.read_text())
     out.update(embedded=str(manifest.parent), metrics=m.get("metrics"), checks=m.get("checks"),
-               num_params=m.get("num_params"))
+               num_params=m.get("num_params"),
+               eval_split=(m.get("config") or {}).get("eval_split", "test"))
   return out
 
 
 def verify(model: Any, name: str | None = None) -> list[Check]:
   """Checks the model's structural guarantee on its weights (the family's `verify`)."""
+  from zoo import cache  # pylint: disable=import-outside-toplevel
+
+  cache.enable_compilation_cache()
   if name is None:
     origin = provenance(model)
     if origin is None:

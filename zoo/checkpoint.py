@@ -443,6 +443,7 @@ def save(
     checks: Iterable[registry.Check] = (),
     plots: Iterable[str | os.PathLike] = (),
     card_sections: Mapping[str, str] | None = None,
+    card_repo_id: str | None = None,
 ) -> pathlib.Path:
   """Writes `model` as a zoo checkpoint at `directory` (atomically) and returns its path.
 
@@ -451,7 +452,8 @@ def save(
     name: the registered variant it instantiates (its spec builds the abstract model on restore).
     model_kwargs: the keyword arguments it was built with (default: the registry's).
     config: the training config (JSON-able), metrics: evaluation results, checks: `verify` results,
-    plots: PNG files copied beside the card, card_sections: extra markdown sections {title: body}.
+    plots: PNG files copied beside the card, card_sections: extra markdown sections {title: body},
+    card_repo_id: the Hub repo it is about to be pushed to (the card's usage loads `hf://REPO`).
   """
   import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
 
@@ -498,7 +500,7 @@ def save(
     }
     (tmp / "config.json").write_text(json.dumps(
         {"model": name, "family": spec.family.name, **kwargs}, indent=2, sort_keys=True) + "\n")
-    cards.write_card(tmp, manifest, spec)
+    cards.write_card(tmp, manifest, spec, repo_id=card_repo_id)
     manifest["files"] = {f: sha256_file(tmp / f) for f in _files(tmp)}
     (tmp / MANIFEST).write_text(_manifest_text(manifest))
     replace_dir(tmp, directory)

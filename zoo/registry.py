@@ -26,7 +26,6 @@ import pkgutil
 from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
 
 import numpy as np
-from flax import nnx
 
 from zoo import errors, pins
 from zoo.nn.precision import float64_scope
@@ -146,17 +145,24 @@ class ModelSpec:
 
   def build(self, seed: int = 0, **overrides: Any) -> nnx.Module:
     """A freshly initialised module (random weights from `seed`)."""
+    from flax import nnx  # pylint: disable=import-outside-toplevel
+
     with self.family.precision():
       return self.family.module(**{**self.kwargs, **overrides}, rngs=nnx.Rngs(seed))
 
   def abstract(self, **overrides: Any) -> nnx.Module:
     """The module as shapes and dtypes only (`nnx.eval_shape`), for restoring into."""
+    from flax import nnx  # pylint: disable=import-outside-toplevel
+
     with self.family.precision():
       return nnx.eval_shape(lambda: self.build(0, **overrides))
 
   def as_dict(self) -> dict[str, Any]:
     """A JSON-ready record of the spec (what `zoo info` prints and the manifest stores)."""
-    pin = self.pretrained
+    return with_pin(self.static_dict())
+
+  def static_dict(self) -> dict[str, Any]:
+    """`as_dict` without the pretrained pin (which is data in pins.json): what the registry's index caches."""
     return {
         "name": self.name,
         "family": self.family.name,
@@ -166,8 +172,6 @@ class ModelSpec:
         "guarantee": self.guarantee,
         "description": self.description,
         "tags": list(self.tags),
-        "pretrained": pin.uri if pin else None,
-        "manifest_sha256": pin.sha256 if pin else None,
         "license": self.license,
         "paper": self.family.paper,
         "deviations": self.deviations,
@@ -229,6 +233,17 @@ def provenance(model: Any) -> Provenance | None:
 def set_provenance(model: nnx.Module, value: Provenance) -> nnx.Module:
   setattr(model, PROVENANCE_ATTR, value)
   return model
+
+
+def with_pin(record: dict[str, Any]) -> dict[str, Any]:
+  """A spec record with its pretrained reference and pinned manifest sha256 (read from pins.json now)."""
+  pin = pins.get(record["name"])
+  out = dict(record)
+  keys = list(out)
+  at = keys.index("tags") + 1 if "tags" in keys else len(keys)
+  items = list(out.items())
+  items[at:at] = [("pretrained", pin.uri if pin else None), ("manifest_sha256", pin.sha256 if pin else None)]
+  return dict(items)
 
 
 # --- registration and lookup --------------------------------------------------------------------------------
@@ -298,9 +313,60 @@ def get_spec(name: str) -> ModelSpec:
 
 def list_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
   """Registered names matching a shell wildcard; with `pretrained=True` only those with weights."""
-  return sorted(
-      n for n, s in _registry().items()
-      if fnmatch.fnmatchcase(n, pattern) and (not pretrained or s.pretrained is not None))
+  names = index()
+  return sorted(n for n in names
+                if fnmatch.fnmatchcase(n, pattern) and (not pretrained or pins.get(n) is not None))
+
+
+def _sources_digest() -> str:
+  """sha256 of everything a spec record is made of: this file and every .py / .md file of the families."""
+  import hashlib  # pylint: disable=import-outside-toplevel
+
+  root = pathlib.Path(__file__).resolve().parent
+  h = hashlib.sha256(b"nnx-zoo registry index v1\0")
+  for path in sorted([root / "registry.py", *root.glob("models/**/*.py"), *root.glob("models/**/*.md")]):
+    h.update(path.relative_to(root).as_posix().encode() + b"\0")
+    h.update(path.read_bytes() + b"\0")
+  return h.hexdigest()
+
+
+def index() -> dict[str, dict[str, Any]]:
+  """{name: spec record without the pin} of every registered variant, without importing any family when the
+  cached index (`zoo.cache.cache_dir()/registry-DIGEST.json`, keyed by the sha256 of the registry's sources) is
+  current; else the families are imported and the index is (re)written. In a process that has already imported
+  the families, the live registry is used (it may hold variants registered at run time)."""
+  import json  # pylint: disable=import-outside-toplevel
+  import os  # pylint: disable=import-outside-toplevel
+
+  from zoo import cache  # pylint: disable=import-outside-toplevel
+
+  if _import_families.cache_info().currsize:  # the families are loaded: the live registry is the truth
+    return {s.name: s.static_dict() for s in specs()}
+  digest = _sources_digest()
+  path = cache.cache_dir() / f"registry-{digest[:24]}.json"
+  try:
+    data = json.loads(path.read_text())
+    if data.get("digest") == digest and isinstance(data.get("models"), dict):
+      return data["models"]
+  except (OSError, ValueError):
+    pass
+  records = {s.name: s.static_dict() for s in specs()}
+  try:  # best effort: a read-only cache only costs speed
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"digest": digest, "models": records}, ensure_ascii=False))
+    tmp.replace(path)
+  except OSError:
+    pass
+  return records
+
+
+def record(name: str) -> dict[str, Any]:
+  """`get_spec(name).as_dict()` from the index (no model code imported); `UnknownModelError` with close matches."""
+  records = index()
+  if name not in records:
+    raise errors.UnknownModelError(name, sorted(records))
+  return with_pin(records[name])
 
 
 def specs() -> Iterator[ModelSpec]:

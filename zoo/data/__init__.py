@@ -9,7 +9,10 @@ simulated live in this package; TFDS's own catalogue (`cifar10`, `mnist`) is use
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import io
+import logging
 import os
 import pathlib
 import socket
@@ -40,7 +43,8 @@ def builder(name: str) -> Any:
   if config:
     kwargs["config"] = config
   if base in _own_builders():
-    return importlib.import_module(f"zoo.data.{base}").Builder(**kwargs)
+    with _quiet_tfds():  # "Variant folder ... has no dataset_info.json" before the first preparation
+      return importlib.import_module(f"zoo.data.{base}").Builder(**kwargs)
   try:
     return tfds.builder(base, **kwargs)
   except Exception as e:  # tfds raises DatasetNotFoundError (a subclass of its own errors)
@@ -57,18 +61,51 @@ def _download_host_reachable(host: str = "storage.googleapis.com", timeout: floa
     return False
 
 
+@contextlib.contextmanager
+def _quiet_tfds():
+  """Silences TFDS's download wording, warnings and progress bars (stdout prints, absl/tfds logging, tqdm) for the
+  zoo's own builders, which generate their data locally: "Downloading ... Unknown size" would only alarm."""
+  from tensorflow_datasets.core.utils import tqdm_utils  # pylint: disable=import-outside-toplevel
+
+  loggers = [logging.getLogger(n) for n in ("absl", "tensorflow_datasets")]
+  levels = [lg.level for lg in loggers]
+  active = tqdm_utils._active  # pylint: disable=protected-access
+  for lg in loggers:
+    lg.setLevel(logging.ERROR)
+  tqdm_utils.display_progress_bar(False)
+  try:
+    with contextlib.redirect_stdout(io.StringIO()):
+      yield
+  finally:
+    tqdm_utils.display_progress_bar(active)
+    for lg, level in zip(loggers, levels):
+      lg.setLevel(level)
+
+
 def prepare(name: str) -> Any:
   """Prepares `name` if needed and returns its builder. Offline catalogue data fails at once."""
   b = builder(name)
-  if b.is_prepared():
-    return b
   base = name.partition("/")[0]
+  with _quiet_tfds() if base in _own_builders() else contextlib.nullcontext():
+    if b.is_prepared():
+      return b
   if base not in _own_builders() and not _download_host_reachable():
     raise errors.DataUnavailableError(
         f"Dataset {name!r} is not in {data_dir()} and its download host is unreachable (no network). "
         f"Prepare it on a machine with network access (`tfds build {base} --file_format=array_record "
         f"--data_dir DIR`), copy DIR here and set ZOO_DATA_DIR=DIR.")
-  b.download_and_prepare(file_format="array_record")
+  if base in _own_builders():
+    import sys  # pylint: disable=import-outside-toplevel
+    import time  # pylint: disable=import-outside-toplevel
+
+    start = time.perf_counter()
+    print(f"preparing dataset {name} once (generated locally, no download) in {data_dir()} ...", file=sys.stderr,
+          flush=True)
+    with _quiet_tfds():
+      b.download_and_prepare(file_format="array_record")
+    print(f"prepared {name} in {time.perf_counter() - start:.1f} s; later calls reuse it", file=sys.stderr, flush=True)
+  else:
+    b.download_and_prepare(file_format="array_record")
   return b
 
 

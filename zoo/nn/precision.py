@@ -10,13 +10,13 @@ import contextlib
 import functools
 from typing import Any, Callable, TypeVar
 
-import jax
-
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def float64_scope(enabled: bool = True) -> contextlib.AbstractContextManager:
   """A context in which JAX keeps float64 (`jax.enable_x64`); a no-op when `enabled` is False."""
+  import jax  # pylint: disable=import-outside-toplevel  # `import zoo` stays free of JAX
+
   return jax.enable_x64(True) if enabled else contextlib.nullcontext()
 
 
@@ -25,6 +25,8 @@ def float64(fn: F) -> F:
 
   @functools.wraps(fn)
   def wrapper(*args: Any, **kwargs: Any) -> Any:
+    import jax  # pylint: disable=import-outside-toplevel
+
     with jax.enable_x64(True):
       return fn(*args, **kwargs)
 

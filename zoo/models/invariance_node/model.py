@@ -15,7 +15,6 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -83,6 +82,8 @@ def solve(params, y0, ts, obstacles, *, k, method, rtol, atol, max_dt=MAX_DT, ma
   With `escape_radius` the solve stops (result `event_occurred`, later outputs inf) once ||y|| exceeds it: the
   cubic field can blow up in finite time far from the data, and such a solve would use up every step.
   """
+  import diffrax  # pylint: disable=import-outside-toplevel  # imported on first solve: 1 s at import
+
   term = diffrax.ODETerm(lambda t, y, args: field(args[0], y, args[1], k, method))
   event = None
   if escape_radius is not None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 from typing import NamedTuple
 
-import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -49,6 +48,8 @@ def safety_rollouts(model: InvariantNeuralODE, y0: jax.Array, horizon: float, ob
   neither a dip between two long steps nor one between two grid points goes unseen (at the fastest speed of the
   spiral, |ẏ| < 20, the grid spacing is < 0.1 in space; the steps bound the rest). Batched with vmap in chunks.
   """
+  import diffrax  # pylint: disable=import-outside-toplevel  # imported on first solve: 1 s at import
+
   n_grid = int(np.ceil(horizon / grid_dt)) + 1
   with float64_scope():
     dtype = model.linear1.kernel[...].dtype
@@ -63,6 +64,8 @@ def safety_rollouts(model: InvariantNeuralODE, y0: jax.Array, horizon: float, ob
 
 @functools.partial(jax.jit, static_argnums=(5, 6, 9, 10, 11))
 def _safety_rollouts_jit(params, y0, horizon, obs, measure, k, method, rtol, atol, solver, max_steps, n_grid):
+  import diffrax  # pylint: disable=import-outside-toplevel  # imported on first solve: 1 s at import
+
   ts = jnp.linspace(jnp.zeros_like(horizon), horizon, n_grid)
 
   def record(t, y, args):
@@ -108,6 +111,8 @@ def invariance_checks(model: InvariantNeuralODE, obstacles: Obstacles | None, me
   max(0, -b_i(y)) <= bound and no solve failed; "CBF-QP feasible (NAME)": the fraction of checked states where
   the QP was infeasible (bound 0; skipped when `obstacles` is None).
   """
+  import diffrax  # pylint: disable=import-outside-toplevel  # imported on first solve: 1 s at import
+
   y0 = safe_initial_states(measure, n, seed=seed)
   res = safety_rollouts(model, y0, horizon, obstacles, measure, solver=diffrax.Dopri8(), **VERIFY_SOLVER)
   worst = np.min(np.asarray(res.min_b), axis=1)  # numpy: no float32 truncation outside float64_scope

@@ -21,7 +21,8 @@ from zoo.models.resnet.model import ResNet18
 from zoo.registry import Check
 from zoo.tasks import classification
 
-PLOT_FILE = "resnet18.png"
+PLOT_FILE = "confusion.png"  # a float model: the confusion matrix
+PLOT_FILE_QUANTIZED = "confusion_and_weight_values.png"  # a clustered one: and its distinct weight values
 
 loss = classification.cross_entropy_loss  # (model, batch) -> (softmax cross-entropy, {"accuracy"}); jittable
 
@@ -42,8 +43,8 @@ def _bits(wrapper: zq.ClusteredLayer | zq.PackedLayer) -> int:
 
 
 def plot(model: ResNet18, data: Mapping[str, np.ndarray], outdir: pathlib.Path) -> list[pathlib.Path]:
-  """`resnet18.png`: the confusion matrix on the split; for quantized models beside it, the weights per codebook
-  value of the largest clustered layer (at most 2^b spikes)."""
+  """`confusion.png`: the confusion matrix on the split; for quantized models `confusion_and_weight_values.png`,
+  with the weights per codebook value of the largest clustered layer beside it (at most 2^b spikes)."""
   plt = plotting.pyplot()
 
   pred = classification.predict(model, data["image"]).argmax(-1)
@@ -57,7 +58,7 @@ def plot(model: ResNet18, data: Mapping[str, np.ndarray], outdir: pathlib.Path) 
     ax.bar(values, counts, width=(np.ptp(values) or 1) / 60)
     ax.set(xlabel="weight value", ylabel="weights", yscale="log",
            title=f"{path}: {len(values)} distinct values (2^{_bits(wrapper)} allowed)")
-  out = plotting.save(fig, outdir, PLOT_FILE)
+  out = plotting.save(fig, outdir, PLOT_FILE_QUANTIZED if layers else PLOT_FILE)
   return [out]
 
 
