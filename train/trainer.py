@@ -129,6 +129,11 @@ class _Run:
     self.data_sharding = jax.NamedSharding(self.mesh, jax.P("data"))
     self.replicated = jax.NamedSharding(self.mesh, jax.P())
 
+    # Process 0 prepares the dataset first (a shared ZOO_DATA_DIR must not be written by two processes at once);
+    # the others then find it prepared, or prepare their own copy when their data directory is not shared.
+    if distributed.is_primary():
+      zoo.data.prepare(config.dataset)
+    distributed.barrier("data-prepared", timeout_s=float(os.environ.get("ZOO_DATA_TIMEOUT") or 3600))
     self.train_data = TrainExamples(config.dataset, config.train_split, config.max_train_examples,
                                     distributed.local_rows(self.data_sharding, config.batch_size))
     # Evaluation runs in process 0 alone, on its own copy of the weights: only it reads the eval split.

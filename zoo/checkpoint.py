@@ -327,10 +327,17 @@ def storable_target(tree: Any, sharding: jax.sharding.Sharding | None = None) ->
   return jax.tree.map(leaf, tree)
 
 
-def _addressable(x: Any) -> Any:
-  """A replicated array that spans other processes' devices -> this process's own copy (what it can write)."""
-  if isinstance(x, jax.Array) and not x.is_fully_addressable and x.is_fully_replicated:
-    return x.addressable_shards[0].data
+def _host(x: Any) -> Any:
+  """`x` as a host numpy array. A replicated array that spans other processes' devices gives this process's own
+  copy. Host arrays keep devices and topology out of `state/`: an export is the same files whether it was
+  trained on one device, a mesh or many processes (and orbax writes no jax.Array from one process of many)."""
+  if isinstance(x, jax.Array):
+    if not x.is_fully_addressable:
+      if not x.is_fully_replicated:
+        raise ValueError(f"cannot save an array sharded over other processes' devices ({x.sharding}); replicate "
+                         f"it first.")
+      x = x.addressable_shards[0].data
+    return np.asarray(x)
   return x
 
 
@@ -356,8 +363,9 @@ def from_storable(restored: Any, abstract: Any) -> Any:
 
 
 def model_state(model: nnx.Module) -> dict[str, Any]:
-  """The module's whole state as a nested dict of arrays (what `state/` holds)."""
-  return storable(jax.tree.map(_addressable, nnx.state(model).to_pure_dict()))
+  """The module's whole state as a nested dict of host numpy arrays (what `state/` holds; PRNG keys as their raw
+  key data)."""
+  return jax.tree.map(_host, storable(nnx.state(model).to_pure_dict()))
 
 
 def _flat(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
