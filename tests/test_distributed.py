@@ -176,3 +176,14 @@ def test_kill_one_process_ends_the_others_and_a_relaunch_resumes_exactly(tmp_pat
   assert steps == list(range(1, 91)), "the log should hold each step once after the resume"
   for u, v in zip(_export_leaves(uninterrupted)[0], _export_leaves(run)[0]):
     np.testing.assert_array_equal(u, v)
+
+
+def test_float64_families_fail_clearly_on_a_backend_without_float64(monkeypatch):
+  import jax
+
+  import zoo
+  from zoo import errors
+
+  monkeypatch.setattr(jax, "default_backend", lambda: "tpu")
+  with pytest.raises(errors.Float64UnavailableError, match="no native float64"):
+    zoo.create("massnet-sir")

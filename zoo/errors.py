@@ -101,3 +101,7 @@ class UnknownVariantError(ZooError, ValueError):
 
 class InvalidArgumentError(ZooError, ValueError):
   """An argument outside what a model method accepts (e.g. a negative number of rollout steps)."""
+
+
+class Float64UnavailableError(ZooError):
+  """A float64 family on a backend without native float64 (TPU): it would not compute what its guarantee says."""
