@@ -187,3 +187,28 @@ def test_float64_families_fail_clearly_on_a_backend_without_float64(monkeypatch)
   monkeypatch.setattr(jax, "default_backend", lambda: "tpu")
   with pytest.raises(errors.Float64UnavailableError, match="no native float64"):
     zoo.create("massnet-sir")
+
+
+def test_scan_epoch_trains_like_one_step_at_a_time(tmp_path):
+  """--config.scan_epoch (each epoch one compiled scan, state donated) gives the per-step run's losses and weights."""
+  settings = {"epochs": 2, "max_train_examples": 128, "checkpoint_every_steps": 5}
+  train_and_evaluate(_config(**settings), tmp_path / "step")
+  train_and_evaluate(_config(scan_epoch=True, **settings), tmp_path / "scan")
+  a, b = _losses(tmp_path / "step"), _losses(tmp_path / "scan")
+  assert a.keys() == b.keys() and len(a) == 16
+  np.testing.assert_allclose([b[k] for k in sorted(b)], [a[k] for k in sorted(a)], rtol=1e-12)
+  for u, v in zip(_export_leaves(tmp_path / "step")[0], _export_leaves(tmp_path / "scan")[0]):
+    np.testing.assert_allclose(u, v, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.slow
+def test_scan_epoch_on_two_processes_resumes_and_matches(tmp_path):
+  """scan_epoch over 2 processes x 2 devices, stopped after epoch 1 and resumed: the per-step one-device losses."""
+  settings = {"max_train_examples": 128}
+  train_and_evaluate(_config(epochs=2, **settings), tmp_path / "step")
+  run = tmp_path / "scan"
+  _train(run, 2, 2, *_flags({**settings, "epochs": 1, "scan_epoch": True, "export": False}))
+  _train(run, 2, 2, *_flags({**settings, "epochs": 2, "scan_epoch": True}))
+  a, b = _losses(tmp_path / "step"), _losses(run)
+  assert a.keys() == b.keys()
+  np.testing.assert_allclose([b[k] for k in sorted(b)], [a[k] for k in sorted(a)], rtol=1e-9, atol=1e-12)

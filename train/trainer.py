@@ -11,6 +11,11 @@ Order of a run (`train_and_evaluate`):
      `checkpoint_every_steps` and at each evaluation, keeping the latest and the best (by `best_metric`).
   5. Export: the best checkpoint's model, evaluated, verified and plotted, as a zoo checkpoint with its card
      in WORKDIR/export (ready for `zoo ship` or `zoo push`).
+
+Many processes (`train.distributed`, README "Training on many hosts"): the mesh spans every process's devices;
+each process reads only its rows of each global batch and feeds them with `jax.make_array_from_process_local_data`;
+orbax saves and restores collectively, with explicit shardings on this run's mesh (so a checkpoint resumes on any
+topology); process 0 alone evaluates (on its own copy of the weights, metrics broadcast to all), logs and exports.
 """
 
 from __future__ import annotations
@@ -92,6 +97,10 @@ class TrainExamples:
     """This process's rows of the epoch's batch `i`: {feature: (rows, ...)}."""
     return {k: v[self._positions[i]] for k, v in self._table.items()}
 
+  def epoch(self) -> dict[str, np.ndarray]:
+    """This process's rows of every batch of the epoch: {feature: (steps, rows, ...)}."""
+    return {k: v[self._positions] for k, v in self._table.items()}
+
 
 def make_train_step(loss: Callable[..., tuple[jax.Array, dict]]) -> Callable[..., tuple[jax.Array, dict]]:
   """`step(optimizer, model, batch) -> (loss, aux)`: one jitted gradient step of a family loss
@@ -104,6 +113,26 @@ def make_train_step(loss: Callable[..., tuple[jax.Array, dict]]) -> Callable[...
     return value, aux
 
   return train_step
+
+
+def make_train_epoch(loss: Callable[..., tuple[jax.Array, dict]]) -> Callable[..., tuple[jax.Array, dict]]:
+  """`epoch(optimizer, model, batches) -> (losses (steps,), aux {name: (steps,)})`: every step of an epoch as one
+  compiled program (`nnx.scan` of `make_train_step`'s body over the batches' leading axis), the model and
+  optimizer state donated (updated in place). One dispatch per epoch instead of one per step."""
+
+  @nnx.jit(donate_argnums=(0, 1))
+  def train_epoch(optimizer: nnx.Optimizer, model: nnx.Module, batches: dict) -> tuple[jax.Array, dict]:
+    @nnx.scan(in_axes=(nnx.Carry, 0), out_axes=(nnx.Carry, 0))
+    def body(carry, batch):
+      opt, mdl = carry
+      (value, aux), grads = nnx.value_and_grad(loss, has_aux=True)(mdl, batch)
+      opt.update(mdl, grads)
+      return (opt, mdl), (value, aux)
+
+    _, (values, aux) = body((optimizer, model), batches)
+    return values, aux
+
+  return train_epoch
 
 
 def batch_order(seed: int, epoch: int, num_examples: int, batch_size: int) -> np.ndarray:
@@ -127,6 +156,7 @@ class _Run:
     self.mesh = jax.make_mesh((len(devices),), ("data",), devices=devices,
                               axis_types=(jax.sharding.AxisType.Auto,))
     self.data_sharding = jax.NamedSharding(self.mesh, jax.P("data"))
+    self.epoch_sharding = jax.NamedSharding(self.mesh, jax.P(None, "data"))  # (steps, batch, ...) for scan_epoch
     self.replicated = jax.NamedSharding(self.mesh, jax.P())
 
     # Process 0 prepares the dataset first (a shared ZOO_DATA_DIR must not be written by two processes at once);
@@ -282,6 +312,8 @@ def validate_config(config: ml_collections.ConfigDict, workdir: str | pathlib.Pa
     raise bad("optimizer.step_epochs", "must be >= 1 with schedule 'step'")
   if not isinstance(_field(config, "optimizer.name"), str) or not callable(getattr(optax, config.optimizer.name, None)):
     raise bad("optimizer.name", "must name an optax optimizer (adam, adamw, sgd, rmsprop, ...)")
+  if not isinstance(config.get("scan_epoch", False), bool):
+    raise bad("scan_epoch", "must be True or False")
   if _field(config, "best_mode") not in ("min", "max"):
     raise bad("best_mode", "must be 'min' or 'max'")
   if not isinstance(_field(config, "best_metric"), str) or not config.best_metric:
@@ -336,6 +368,7 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict[str
   run = _Run(config, workdir)
   family = run.family
   train_step = make_train_step(family.loss)
+  train_epoch = make_train_epoch(family.loss) if config.get("scan_epoch") else None
   probe = None  # best_metric must be one of evaluate()'s keys: checked on a few examples, before training
   if distributed.is_primary():
     model = run.local_model()
@@ -370,33 +403,50 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict[str
   with open(log_path if primary else os.devnull, "a") as log, tqdm(
       total=run.total_steps, initial=step, desc=config.model, disable=None if primary else True,
       mininterval=2.0) as bar:
+    def finish(step: int, epoch: int, loss: float, aux: dict, may_save: bool = True, save: bool = False) -> None:
+      """After `step`: divergence check, the log record, evaluation and checkpoint when due."""
+      bar.update(1)
+      if not math.isfinite(loss):
+        raise errors.TrainingDivergedError(
+            f"{config.model}: the loss is {loss} at step {step} (epoch {epoch}); training stopped and "
+            f"nothing was exported. Lower config.optimizer.lr (now {config.optimizer.lr}) or set "
+            f"config.optimizer.grad_clip.")
+      record: dict[str, Any] = {"step": step, "epoch": epoch, "loss": loss, **{k: float(v) for k, v in aux.items()}}
+      metrics = None
+      if step % eval_every == 0 or step == run.total_steps:
+        metrics = run.evaluate()
+        record.update({f"eval/{k}": v for k, v in metrics.items()})
+        record["seconds"] = time.perf_counter() - start
+        logging.info("step %d epoch %d loss %.4g %s", step, epoch, loss,
+                     " ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
+      log.write(json.dumps(record) + "\n")
+      log.flush()
+      if may_save and (save or metrics is not None or step % config.checkpoint_every_steps == 0):
+        run.save(step, metrics)
+
     for epoch in range(step // run.steps_per_epoch, config.epochs):
       run.train_data.start_epoch(batch_order(config.seed, epoch, run.num_train, config.batch_size))
-      for i in range(step - epoch * run.steps_per_epoch, run.steps_per_epoch):
+      first = step - epoch * run.steps_per_epoch
+      if train_epoch is not None and first == 0:  # the whole epoch as one compiled scan
+        rows = run.train_data.epoch()
+        batches = {k: jax.make_array_from_process_local_data(
+            run.epoch_sharding, v, (run.steps_per_epoch, config.batch_size, *v.shape[2:])) for k, v in rows.items()}
+        losses, auxs = train_epoch(run.optimizer, run.model, batches)
+        losses, auxs = np.asarray(losses), {k: np.asarray(v) for k, v in auxs.items()}
+        crossed = (step + run.steps_per_epoch) // config.checkpoint_every_steps > step // config.checkpoint_every_steps
+        for i in range(run.steps_per_epoch):  # the state exists only at the epoch's end: save only there
+          last = i == run.steps_per_epoch - 1
+          finish(step + i + 1, epoch, float(losses[i]), {k: v[i] for k, v in auxs.items()}, may_save=last,
+                 save=last and crossed)
+        step += run.steps_per_epoch
+        continue
+      for i in range(first, run.steps_per_epoch):
         rows = run.train_data.batch(i)  # this process's rows of the global batch, assembled into global arrays
         batch = {k: jax.make_array_from_process_local_data(run.data_sharding, v, (config.batch_size, *v.shape[1:]))
                  for k, v in rows.items()}
         loss, aux = train_step(run.optimizer, run.model, batch)
         step += 1
-        bar.update(1)
-        if not math.isfinite(float(loss)):
-          raise errors.TrainingDivergedError(
-              f"{config.model}: the loss is {float(loss)} at step {step} (epoch {epoch}); training stopped and "
-              f"nothing was exported. Lower config.optimizer.lr (now {config.optimizer.lr}) or set "
-              f"config.optimizer.grad_clip.")
-        record: dict[str, Any] = {"step": step, "epoch": epoch, "loss": float(loss),
-                                  **{k: float(v) for k, v in aux.items()}}
-        metrics = None
-        if step % eval_every == 0 or step == run.total_steps:
-          metrics = run.evaluate()
-          record.update({f"eval/{k}": v for k, v in metrics.items()})
-          record["seconds"] = time.perf_counter() - start
-          logging.info("step %d epoch %d loss %.4g %s", step, epoch, float(loss),
-                       " ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
-        log.write(json.dumps(record) + "\n")
-        log.flush()
-        if metrics is not None or step % config.checkpoint_every_steps == 0:
-          run.save(step, metrics)
+        finish(step, epoch, float(loss), aux)
   run.manager.wait_until_finished()
 
   # 5. export the best
