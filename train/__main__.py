@@ -92,9 +92,11 @@ def _start_processes() -> bool:
   """jax.distributed.initialize from the flags / environment; returns whether this is a multi-process run."""
   from train import distributed  # pylint: disable=import-outside-toplevel
 
+  parsed = flags.FLAGS.is_parsed()  # main() called directly (tests): the environment alone decides
+  value = lambda holder: holder.value if parsed else holder.default  # pylint: disable=unnecessary-lambda-assignment
   try:
-    return distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
-                                  auto=_DISTRIBUTED.value, heartbeat_timeout_s=_HEARTBEAT.value)
+    return distributed.initialize(value(_COORDINATOR), value(_NUM_PROCESSES), value(_PROCESS_ID),
+                                  auto=value(_DISTRIBUTED), heartbeat_timeout_s=value(_HEARTBEAT))
   except ValueError as e:
     print(f"error: ConfigError: {e}", file=sys.stderr)
     sys.exit(2)
