@@ -4,8 +4,15 @@ r"""Trains a zoo model from a config file; resumes when WORKDIR already holds a 
     python -m train --config configs/massnet.py:sir,smoke --workdir /tmp/smoke        # seconds
     python -m train --config configs/massnet.py:sir --config.optimizer.lr=3e-3 --workdir runs/lr3e-3
 
-Several devices are used data-parallel when present (try
-`XLA_FLAGS=--xla_force_host_platform_device_count=2` on a CPU). The run ends by writing WORKDIR/export, a zoo
+Several devices are used data-parallel when present (try `JAX_NUM_CPU_DEVICES=2` on a CPU). The same command runs
+as N processes (one per host) when each is told the coordinator, the count and its index, by flags or by
+$JAX_COORDINATOR_ADDRESS, $JAX_NUM_PROCESSES, $JAX_PROCESS_ID; `--distributed` lets JAX detect them on a TPU pod
+slice, under SLURM or Open MPI (README, "Training on many hosts"):
+
+    python -m train --config configs/massnet.py:sir --workdir runs/m --coordinator_address=127.0.0.1:12345 \
+        --num_processes=2 --process_id=0      # and the same with --process_id=1
+
+The run ends by writing WORKDIR/export, a zoo
 checkpoint with its model card: `zoo ship WORKDIR/export` embeds it, `zoo push WORKDIR/export --repo-id ORG/NAME`
 publishes it.
 """
@@ -13,6 +20,7 @@ publishes it.
 import ast
 import json
 import logging as logging_std
+import os
 import pathlib
 import sys
 
@@ -26,6 +34,17 @@ _OVERRIDE = "--config.model_overrides."
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "configs/FAMILY.py:VARIANT[,smoke]", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, metrics.jsonl, export/).")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "HOST:PORT of process 0 in a multi-process run (default $JAX_COORDINATOR_ADDRESS).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in the run (default $JAX_NUM_PROCESSES).")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index, 0..num_processes-1 "
+                                                       "(default $JAX_PROCESS_ID).")
+_DISTRIBUTED = flags.DEFINE_bool(
+    "distributed", False, "Call jax.distributed.initialize() and let JAX detect the cluster (TPU pod slice, SLURM, "
+                          "Open MPI); the flags above still win.")
+_HEARTBEAT = flags.DEFINE_integer(
+    "heartbeat_timeout", 100, "Seconds without a heartbeat after which a process counts as dead; every other "
+                              "process then exits non-zero (multi-process runs).")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -86,10 +105,52 @@ def format_result(result: dict, workdir: str) -> str:
   return "\n".join(lines)
 
 
+def _start_processes() -> bool:
+  """jax.distributed.initialize from the flags / environment; returns whether this is a multi-process run."""
+  from train import distributed  # pylint: disable=import-outside-toplevel
+
+  parsed = flags.FLAGS.is_parsed()  # main() called directly (tests): the environment alone decides
+  value = lambda holder: holder.value if parsed else holder.default  # pylint: disable=unnecessary-lambda-assignment
+  try:
+    return distributed.initialize(value(_COORDINATOR), value(_NUM_PROCESSES), value(_PROCESS_ID),
+                                  auto=value(_DISTRIBUTED), heartbeat_timeout_s=value(_HEARTBEAT))
+  except ValueError as e:
+    print(f"error: ConfigError: {e}", file=sys.stderr)
+    sys.exit(2)
+
+
+def _fail_fast(code: int, message: str) -> None:
+  """Ends a multi-process run's process at once: no atexit shutdown barrier waiting for peers that may be dead."""
+  import jax  # pylint: disable=import-outside-toplevel
+
+  print(f"error: process {jax.process_index()} of {jax.process_count()}: {message}", file=sys.stderr, flush=True)
+  sys.stdout.flush()
+  logging.flush()
+  os._exit(code)  # pylint: disable=protected-access
+
+
 def main(argv):
   del argv
   logging.get_absl_handler().addFilter(_QuietLibraries())
   config = _CONFIG.value
+  multi = _start_processes()
+  if multi:
+    try:
+      _main(config)
+    except SystemExit as e:
+      if e.code:  # the reason is printed above
+        _fail_fast(e.code if isinstance(e.code, int) else 1, f"exiting with status {e.code}")
+      raise
+    except BaseException as e:  # pylint: disable=broad-except  # most often: a peer died inside a collective
+      _fail_fast(3, f"{e.__class__.__name__}: {' '.join(str(e).split())[:600]}. If another process died, relaunch "
+                    f"every process with the same command: the run resumes from its latest checkpoint.")
+    return
+  _main(config)
+
+
+def _main(config):
+  import jax  # pylint: disable=import-outside-toplevel
+
   try:
     if _MODEL_OVERRIDES:
       with config.unlocked():
@@ -99,7 +160,8 @@ def main(argv):
   except errors.ZooError as e:  # a config or data problem: one line, exit 2 (--verbosity=1 keeps absl's logs)
     print(f"error: {e.__class__.__name__}: {' '.join(str(e).split())}", file=sys.stderr)
     sys.exit(2)
-  print(format_result(result, _WORKDIR.value))  # the result, once, for people; WORKDIR/result.json for programs
+  if jax.process_index() == 0:  # the result, once, for people; WORKDIR/result.json for programs
+    print(format_result(result, _WORKDIR.value))
   if result.get("checks_passed") is False:
     print(f"error: the export's checks failed ({'; '.join(result.get('checks', []))}); `zoo ship` refuses it.",
           file=sys.stderr)

@@ -11,6 +11,11 @@ Order of a run (`train_and_evaluate`):
      `checkpoint_every_steps` and at each evaluation, keeping the latest and the best (by `best_metric`).
   5. Export: the best checkpoint's model, evaluated, verified and plotted, as a zoo checkpoint with its card
      in WORKDIR/export (ready for `zoo ship` or `zoo push`).
+
+Many processes (`train.distributed`, README "Training on many hosts"): the mesh spans every process's devices;
+each process reads only its rows of each global batch and feeds them with `jax.make_array_from_process_local_data`;
+orbax saves and restores collectively, with explicit shardings on this run's mesh (so a checkpoint resumes on any
+topology); process 0 alone evaluates (on its own copy of the weights, metrics broadcast to all), logs and exports.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 import numbers
+import os
 import pathlib
 import tempfile
 import time
@@ -32,6 +38,7 @@ from absl import logging
 from flax import nnx
 
 import zoo.data
+from train import distributed
 from zoo import checkpoint, errors, registry
 
 
@@ -60,6 +67,41 @@ def _truncate(data: dict[str, np.ndarray], limit: int) -> dict[str, np.ndarray]:
   return {k: v[:limit] for k, v in data.items()} if limit else data
 
 
+class TrainExamples:
+  """The training split as this process reads it: the rows `rows` of every global batch (its devices' part).
+
+  Batches are drawn in an order that depends only on (seed, epoch) (`batch_order`), never on the number of
+  processes or devices, so every topology trains on the same global batches. With one process the split is read
+  once and kept; with several, each process reads, per epoch, only the records its rows of that epoch's batches
+  need (1/num_processes of the examples) from the random-access array_record source, as grain's index sampler does
+  when it shards a global permutation by process."""
+
+  def __init__(self, dataset: str, split: str, limit: int, rows: slice):
+    self.source = zoo.data.source(dataset, split)
+    self.num_examples = min(len(self.source), limit) if limit else len(self.source)
+    self.rows = rows
+    self.whole = zoo.data.gather(self.source, range(self.num_examples)) if jax.process_count() == 1 else None
+    self._table: dict[str, np.ndarray] = {}
+    self._positions = np.zeros((0, 0), np.int64)
+
+  def start_epoch(self, order: np.ndarray) -> None:
+    """order: (steps, batch_size) global example indices of the epoch's batches."""
+    local = order[:, self.rows]
+    if self.whole is not None:
+      self._table, self._positions = self.whole, local
+    else:
+      needed = np.unique(local)
+      self._table, self._positions = zoo.data.gather(self.source, needed), np.searchsorted(needed, local)
+
+  def batch(self, i: int) -> dict[str, np.ndarray]:
+    """This process's rows of the epoch's batch `i`: {feature: (rows, ...)}."""
+    return {k: v[self._positions[i]] for k, v in self._table.items()}
+
+  def epoch(self) -> dict[str, np.ndarray]:
+    """This process's rows of every batch of the epoch: {feature: (steps, rows, ...)}."""
+    return {k: v[self._positions] for k, v in self._table.items()}
+
+
 def make_train_step(loss: Callable[..., tuple[jax.Array, dict]]) -> Callable[..., tuple[jax.Array, dict]]:
   """`step(optimizer, model, batch) -> (loss, aux)`: one jitted gradient step of a family loss
   (`nnx.value_and_grad`, then `optimizer.update`); the trainer's step, also timed by the benchmarks."""
@@ -71,6 +113,26 @@ def make_train_step(loss: Callable[..., tuple[jax.Array, dict]]) -> Callable[...
     return value, aux
 
   return train_step
+
+
+def make_train_epoch(loss: Callable[..., tuple[jax.Array, dict]]) -> Callable[..., tuple[jax.Array, dict]]:
+  """`epoch(optimizer, model, batches) -> (losses (steps,), aux {name: (steps,)})`: every step of an epoch as one
+  compiled program (`nnx.scan` of `make_train_step`'s body over the batches' leading axis), the model and
+  optimizer state donated (updated in place). One dispatch per epoch instead of one per step."""
+
+  @nnx.jit(donate_argnums=(0, 1))
+  def train_epoch(optimizer: nnx.Optimizer, model: nnx.Module, batches: dict) -> tuple[jax.Array, dict]:
+    @nnx.scan(in_axes=(nnx.Carry, 0), out_axes=(nnx.Carry, 0))
+    def body(carry, batch):
+      opt, mdl = carry
+      (value, aux), grads = nnx.value_and_grad(loss, has_aux=True)(mdl, batch)
+      opt.update(mdl, grads)
+      return (opt, mdl), (value, aux)
+
+    _, (values, aux) = body((optimizer, model), batches)
+    return values, aux
+
+  return train_epoch
 
 
 def batch_order(seed: int, epoch: int, num_examples: int, batch_size: int) -> np.ndarray:
@@ -88,27 +150,35 @@ class _Run:
     self.workdir = workdir
     self.spec = registry.get_spec(config.model)
     self.family = self.spec.family
-    self.train_data = _truncate(zoo.data.load(config.dataset, config.train_split), config.max_train_examples)
-    self.eval_data = _truncate(zoo.data.load(config.dataset, config.eval_split), config.max_eval_examples)
-    self.num_train = len(next(iter(self.train_data.values())))
-    if config.batch_size > self.num_train:
-      raise ValueError(f"batch_size {config.batch_size} exceeds the {self.num_train} training examples.")
-    self.steps_per_epoch = self.num_train // config.batch_size
-    self.total_steps = self.steps_per_epoch * config.epochs
-
-    devices = jax.devices()
+    devices = jax.devices()  # every process's devices, in process order
     if config.batch_size % len(devices):
       raise ValueError(f"batch_size {config.batch_size} must be divisible by the {len(devices)} devices.")
     self.mesh = jax.make_mesh((len(devices),), ("data",), devices=devices,
                               axis_types=(jax.sharding.AxisType.Auto,))
     self.data_sharding = jax.NamedSharding(self.mesh, jax.P("data"))
+    self.epoch_sharding = jax.NamedSharding(self.mesh, jax.P(None, "data"))  # (steps, batch, ...) for scan_epoch
     self.replicated = jax.NamedSharding(self.mesh, jax.P())
+
+    # Process 0 prepares the dataset first (a shared ZOO_DATA_DIR must not be written by two processes at once);
+    # the others then find it prepared, or prepare their own copy when their data directory is not shared.
+    if distributed.is_primary():
+      zoo.data.prepare(config.dataset)
+    distributed.barrier("data-prepared", timeout_s=float(os.environ.get("ZOO_DATA_TIMEOUT") or 3600))
+    self.train_data = TrainExamples(config.dataset, config.train_split, config.max_train_examples,
+                                    distributed.local_rows(self.data_sharding, config.batch_size))
+    # Evaluation runs in process 0 alone, on its own copy of the weights: only it reads the eval split.
+    self.eval_data = (_truncate(zoo.data.load(config.dataset, config.eval_split), config.max_eval_examples)
+                      if distributed.is_primary() else None)
+    self.num_train = self.train_data.num_examples
+    if config.batch_size > self.num_train:
+      raise ValueError(f"batch_size {config.batch_size} exceeds the {self.num_train} training examples.")
+    self.steps_per_epoch = self.num_train // config.batch_size
+    self.total_steps = self.steps_per_epoch * config.epochs
 
     self.model_kwargs = {**self.spec.kwargs, **config.model_overrides.to_dict()}
     self.model = self.spec.build(config.seed, **config.model_overrides.to_dict())
     self.optimizer = nnx.Optimizer(self.model, make_optimizer(config.optimizer, self.total_steps, self.steps_per_epoch), wrt=nnx.Param)
-    nnx.update(self.model, jax.device_put(nnx.state(self.model), self.replicated))
-    nnx.update(self.optimizer, jax.device_put(nnx.state(self.optimizer), self.replicated))
+    self._replicate()
 
     sign = -1.0 if config.best_mode == "min" else 1.0
     policy = ocp.checkpoint_managers.AnyPreservationPolicy([
@@ -126,6 +196,30 @@ class _Run:
   def _states(self) -> dict[str, nnx.State]:
     return {"model": nnx.state(self.model), "optimizer": nnx.state(self.optimizer)}
 
+  def _replicate(self) -> None:
+    """Model and optimizer state replicated over the global mesh (every process built the same values from the
+    config seed, or restored the same checkpoint)."""
+    for obj in (self.model, self.optimizer):
+      nnx.update(obj, jax.tree.map(self._replicated_leaf, nnx.state(obj)))
+
+  def _replicated_leaf(self, x: Any) -> Any:
+    if isinstance(x, jax.Array) and x.sharding == self.replicated:
+      return x
+    if jax.process_count() == 1:
+      return jax.device_put(x, self.replicated)
+    local = distributed.local_copy(x)  # this process's value; the same on every process
+    if _is_key(local):
+      data = jax.random.key_data(local)
+      return jax.random.wrap_key_data(self._replicated_leaf(data), impl=jax.random.key_impl(local))
+    host = np.asarray(local)
+    return jax.make_array_from_callback(host.shape, self.replicated, lambda index: host[index])
+
+  def local_model(self) -> nnx.Module:
+    """The model as this process's own copy on its first local device: what evaluation, verification, plots and
+    the export use (no collective, so process 0 runs them alone; the same arrays on any topology)."""
+    graphdef, state = nnx.split(self.model)
+    return nnx.merge(graphdef, distributed.local_copy(state))
+
   def save(self, step: int, metrics: dict[str, float] | None) -> None:
     tree = {k: checkpoint.storable(v.to_pure_dict()) for k, v in self._states().items()}
     self.manager.save(step, args=ocp.args.StandardSave(tree), metrics=metrics, force=True)
@@ -134,9 +228,11 @@ class _Run:
     """Model weights, optimizer moments and step, PRNG state: everything a bit-exact resume needs."""
     states = self._states()
     abstract = {k: v.to_pure_dict() for k, v in states.items()}
-    target = checkpoint.storable_target(abstract)
+    # Explicit shardings on this run's mesh: a checkpoint written by any number of processes and devices restores
+    # onto any other (orbax would otherwise take the saving run's topology from the checkpoint's metadata).
+    target = checkpoint.storable_target(abstract, self.replicated)
     restored = self.manager.restore(step, args=ocp.args.StandardRestore(target))
-    restored = jax.device_put(checkpoint.from_storable(restored, abstract), self.replicated)
+    restored = checkpoint.from_storable(restored, abstract)
     for key, obj in (("model", self.model), ("optimizer", self.optimizer)):
       nnx.replace_by_pure_dict(states[key], restored[key])
       nnx.update(obj, states[key])
@@ -148,16 +244,24 @@ class _Run:
     copied = quant.transfer(hub.load(source), self.model)
     if not copied:
       raise ValueError(f"init_from={source!r}: no variable of it matches {self.config.model} (paths and shapes).")
-    nnx.update(self.model, jax.device_put(nnx.state(self.model), self.replicated))
+    self._replicate()
     logging.info("Initialised %d variables from %s", len(copied), source)
 
   # -- the loop -----------------------------------------------------------------------------------
 
   def evaluate(self) -> dict[str, float]:
-    self.model.eval()
-    out = {k: float(v) for k, v in self.family.evaluate(self.model, self.eval_data).items()}
-    self.model.train()
-    return out
+    """The family's metrics, computed by process 0 on its own copy of the weights and sent to every process
+    (each needs them to keep the same best checkpoint)."""
+    out = None
+    if distributed.is_primary():
+      model = self.local_model()
+      model.eval()
+      out = {k: float(v) for k, v in self.family.evaluate(model, self.eval_data).items()}
+    return distributed.broadcast_json(out)
+
+
+def _is_key(x: Any) -> bool:
+  return hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
 
 
 def _field(config: Any, dotted: str) -> Any:
@@ -208,6 +312,8 @@ def validate_config(config: ml_collections.ConfigDict, workdir: str | pathlib.Pa
     raise bad("optimizer.step_epochs", "must be >= 1 with schedule 'step'")
   if not isinstance(_field(config, "optimizer.name"), str) or not callable(getattr(optax, config.optimizer.name, None)):
     raise bad("optimizer.name", "must name an optax optimizer (adam, adamw, sgd, rmsprop, ...)")
+  if not isinstance(config.get("scan_epoch", False), bool):
+    raise bad("scan_epoch", "must be True or False")
   if _field(config, "best_mode") not in ("min", "max"):
     raise bad("best_mode", "must be 'min' or 'max'")
   if not isinstance(_field(config, "best_metric"), str) or not config.best_metric:
@@ -252,7 +358,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   cache.enable_compilation_cache()  # a rerun or resume compiles nothing it compiled before
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
-  (workdir / "config.json").write_text(config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
+  if distributed.is_primary():
+    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
   spec = registry.get_spec(config.model)
   with spec.family.precision():
     result = _train(config, workdir)
@@ -266,9 +373,13 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict[str
   run = _Run(config, workdir)
   family = run.family
   train_step = make_train_step(family.loss)
-  run.model.eval()  # best_metric must be one of evaluate()'s keys: checked on a few examples, before training
-  probe = family.evaluate(run.model, {k: v[: min(len(v), config.batch_size)] for k, v in run.eval_data.items()})
-  run.model.train()
+  train_epoch = make_train_epoch(family.loss) if config.get("scan_epoch") else None
+  probe = None  # best_metric must be one of evaluate()'s keys: checked on a few examples, before training
+  if distributed.is_primary():
+    model = run.local_model()
+    model.eval()
+    probe = sorted(family.evaluate(model, {k: v[: min(len(v), config.batch_size)] for k, v in run.eval_data.items()}))
+  probe = distributed.broadcast_json(probe)  # every process stops alike on a bad config
   if config.best_metric not in probe:
     raise errors.ConfigError("best_metric", f"config.best_metric = {config.best_metric!r} is not a metric of "
                                             f"{family.name}'s evaluate(); choose one of {sorted(probe)}.")
@@ -281,53 +392,80 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict[str
     step = latest
     logging.info("Resumed %s from step %d in %s", config.model, step, workdir)
   else:
-    logging.info("Training %s from scratch (seed %d) on %d device(s)", config.model, config.seed, len(jax.devices()))
+    logging.info("Training %s from scratch (seed %d) on %d device(s) in %d process(es)", config.model, config.seed,
+                 len(jax.devices()), jax.process_count())
     if config.get("init_from"):
       run.init_from(config.init_from)
 
   # 4. train
   run.model.train()
+  primary = distributed.is_primary()  # process 0 alone writes the log, the progress bar and the export
   log_path = workdir / "metrics.jsonl"
-  _truncate_log(log_path, step)  # a resume repeats the steps after its checkpoint: drop their old records
+  if primary:
+    _truncate_log(log_path, step)  # a resume repeats the steps after its checkpoint: drop their old records
   eval_every = max(1, config.eval_every_epochs) * run.steps_per_epoch
   start = time.perf_counter()
-  with open(log_path, "a") as log, tqdm(total=run.total_steps, initial=step, desc=config.model,
-                                         disable=None, mininterval=2.0) as bar:
+  with open(log_path if primary else os.devnull, "a") as log, tqdm(
+      total=run.total_steps, initial=step, desc=config.model, disable=None if primary else True,
+      mininterval=2.0) as bar:
+    def finish(step: int, epoch: int, loss: float, aux: dict, may_save: bool = True, save: bool = False) -> None:
+      """After `step`: divergence check, the log record, evaluation and checkpoint when due."""
+      bar.update(1)
+      if not math.isfinite(loss):
+        raise errors.TrainingDivergedError(
+            f"{config.model}: the loss is {loss} at step {step} (epoch {epoch}); training stopped and "
+            f"nothing was exported. Lower config.optimizer.lr (now {config.optimizer.lr}) or set "
+            f"config.optimizer.grad_clip.")
+      record: dict[str, Any] = {"step": step, "epoch": epoch, "loss": loss, **{k: float(v) for k, v in aux.items()}}
+      metrics = None
+      if step % eval_every == 0 or step == run.total_steps:
+        metrics = run.evaluate()
+        record.update({f"eval/{k}": v for k, v in metrics.items()})
+        record["seconds"] = time.perf_counter() - start
+        logging.info("step %d epoch %d loss %.4g %s", step, epoch, loss,
+                     " ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
+      log.write(json.dumps(record) + "\n")
+      log.flush()
+      if may_save and (save or metrics is not None or step % config.checkpoint_every_steps == 0):
+        run.save(step, metrics)
+
     for epoch in range(step // run.steps_per_epoch, config.epochs):
-      order = batch_order(config.seed, epoch, run.num_train, config.batch_size)
-      for i in range(step - epoch * run.steps_per_epoch, run.steps_per_epoch):
-        batch = {k: jax.device_put(v[order[i]], run.data_sharding) for k, v in run.train_data.items()}
+      run.train_data.start_epoch(batch_order(config.seed, epoch, run.num_train, config.batch_size))
+      first = step - epoch * run.steps_per_epoch
+      if train_epoch is not None and first == 0:  # the whole epoch as one compiled scan
+        rows = run.train_data.epoch()
+        batches = {k: jax.make_array_from_process_local_data(
+            run.epoch_sharding, v, (run.steps_per_epoch, config.batch_size, *v.shape[2:])) for k, v in rows.items()}
+        losses, auxs = train_epoch(run.optimizer, run.model, batches)
+        losses, auxs = np.asarray(losses), {k: np.asarray(v) for k, v in auxs.items()}
+        crossed = (step + run.steps_per_epoch) // config.checkpoint_every_steps > step // config.checkpoint_every_steps
+        for i in range(run.steps_per_epoch):  # the state exists only at the epoch's end: save only there
+          last = i == run.steps_per_epoch - 1
+          finish(step + i + 1, epoch, float(losses[i]), {k: v[i] for k, v in auxs.items()}, may_save=last,
+                 save=last and crossed)
+        step += run.steps_per_epoch
+        continue
+      for i in range(first, run.steps_per_epoch):
+        rows = run.train_data.batch(i)  # this process's rows of the global batch, assembled into global arrays
+        batch = {k: jax.make_array_from_process_local_data(run.data_sharding, v, (config.batch_size, *v.shape[1:]))
+                 for k, v in rows.items()}
         loss, aux = train_step(run.optimizer, run.model, batch)
         step += 1
-        bar.update(1)
-        if not math.isfinite(float(loss)):
-          raise errors.TrainingDivergedError(
-              f"{config.model}: the loss is {float(loss)} at step {step} (epoch {epoch}); training stopped and "
-              f"nothing was exported. Lower config.optimizer.lr (now {config.optimizer.lr}) or set "
-              f"config.optimizer.grad_clip.")
-        record: dict[str, Any] = {"step": step, "epoch": epoch, "loss": float(loss),
-                                  **{k: float(v) for k, v in aux.items()}}
-        metrics = None
-        if step % eval_every == 0 or step == run.total_steps:
-          metrics = run.evaluate()
-          record.update({f"eval/{k}": v for k, v in metrics.items()})
-          record["seconds"] = time.perf_counter() - start
-          logging.info("step %d epoch %d loss %.4g %s", step, epoch, float(loss),
-                       " ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
-        log.write(json.dumps(record) + "\n")
-        log.flush()
-        if metrics is not None or step % config.checkpoint_every_steps == 0:
-          run.save(step, metrics)
+        finish(step, epoch, float(loss), aux)
   run.manager.wait_until_finished()
 
   # 5. export the best
   result: dict[str, Any] = {"steps": step, "train_seconds": time.perf_counter() - start,
-                            "devices": int(run.mesh.devices.size)}
+                            "devices": int(run.mesh.devices.size), "processes": jax.process_count()}
   best = run.manager.best_step()
   if best is not None and best != step:
-    run.restore(best)
-  run.model.eval()
-  model, model_kwargs = run.model, run.model_kwargs
+    run.restore(best)  # a collective: every process restores
+  if not primary:  # process 0 evaluates, verifies, plots and exports alone; the others wait for it, then end
+    distributed.barrier("export", timeout_s=float(os.environ.get("ZOO_EXPORT_TIMEOUT") or 3600))
+    run.manager.close()
+    return {**result, "process": jax.process_index(), "best_step": best}
+  model, model_kwargs = run.local_model(), run.model_kwargs
+  model.eval()
   if family.export:
     model, model_kwargs = family.export(model, dict(model_kwargs))
     model.eval()
@@ -350,5 +488,6 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict[str
     result["checks_passed"] = all(c.passed for c in checks)  # `zoo ship` refuses an export whose checks failed
     for c in checks:
       logging.info("verify: %s", c)
+  distributed.barrier("export", timeout_s=float(os.environ.get("ZOO_EXPORT_TIMEOUT") or 3600))
   run.manager.close()
   return result

@@ -312,16 +312,43 @@ def storable(tree: Any) -> Any:
   return jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, tree)
 
 
-def storable_target(tree: Any) -> Any:
-  # Restore onto the default device (not the saving run's mesh): jit caches then match freshly built models.
-  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+def storable_target(tree: Any, sharding: jax.sharding.Sharding | None = None) -> Any:
+  """Abstract restore target of `tree` (typed PRNG keys as their raw key data), every leaf with an explicit
+  `sharding`: by default this process's first local device (not the saving run's mesh, so a checkpoint written by
+  any number of processes and devices restores anywhere, and jit caches match freshly built models); the trainer
+  passes its global mesh's replicated sharding."""
+  sharding = sharding or jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
 
   def leaf(x):
     if _is_key(x):
       data = jax.eval_shape(jax.random.key_data, x)
-      return jax.ShapeDtypeStruct(data.shape, data.dtype, sharding=device)
-    return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device)
+      return jax.ShapeDtypeStruct(data.shape, data.dtype, sharding=sharding)
+    return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding)
   return jax.tree.map(leaf, tree)
+
+
+def _host(x: Any) -> Any:
+  """`x` as a host numpy array. A replicated array that spans other processes' devices gives this process's own
+  copy. Host arrays keep devices and topology out of `state/`: an export is the same files whether it was
+  trained on one device, a mesh or many processes (and orbax writes no jax.Array from one process of many)."""
+  if isinstance(x, jax.Array):
+    if not x.is_fully_addressable:
+      if not x.is_fully_replicated:
+        raise ValueError(f"cannot save an array sharded over other processes' devices ({x.sharding}); replicate "
+                         f"it first.")
+      x = x.addressable_shards[0].data
+    return np.asarray(x)
+  return x
+
+
+def this_process_only() -> Any:
+  """orbax options for a checkpointer used by this process alone (a zoo checkpoint is written and read by one
+  process, even inside a multi-process run): no barrier waits for the other processes."""
+  import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
+
+  me = jax.process_index()
+  return ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me},
+                                            barrier_sync_key_prefix=f"nnx-zoo-process-{me}")
 
 
 def _key_impl(a: Any) -> Any:
@@ -336,8 +363,9 @@ def from_storable(restored: Any, abstract: Any) -> Any:
 
 
 def model_state(model: nnx.Module) -> dict[str, Any]:
-  """The module's whole state as a nested dict of arrays (what `state/` holds)."""
-  return storable(nnx.state(model).to_pure_dict())
+  """The module's whole state as a nested dict of host numpy arrays (what `state/` holds; PRNG keys as their raw
+  key data)."""
+  return jax.tree.map(_host, storable(nnx.state(model).to_pure_dict()))
 
 
 def _flat(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -470,7 +498,7 @@ def save(
   clean_stale_tmp(directory)
   tmp = make_tmp(directory)
   try:
-    with ocp.StandardCheckpointer() as ckptr:
+    with ocp.StandardCheckpointer(multiprocessing_options=this_process_only()) as ckptr:
       ckptr.save(tmp / STATE_DIR, model_state(model))
       ckptr.wait_until_finished()
     plot_names = []
@@ -695,7 +723,7 @@ def _restore(ocp, directory, expected_sha256, model_overrides):
     graphdef, abstract_state = nnx.split(abstract)
     abstract_tree = abstract_state.to_pure_dict()
     target = storable_target(abstract_tree)
-    with ocp.StandardCheckpointer() as ckptr:
+    with ocp.StandardCheckpointer(multiprocessing_options=this_process_only()) as ckptr:
       try:
         meta = ckptr.metadata(directory / STATE_DIR)
       except Exception as e:  # pylint: disable=broad-except

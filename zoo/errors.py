@@ -111,3 +111,7 @@ class MissingExtraError(ZooError, ImportError):
     super().__init__(
         f"{what} needs the optional extra '{extra}' ({module} is not installed). Install it with "
         f"`pip install -e '.[{extra}]'` from a checkout (or `pip install 'nnx-zoo[{extra}]'`).")
+
+
+class Float64UnavailableError(ZooError):
+  """A float64 family on a backend without native float64 (TPU): it would not compute what its guarantee says."""

@@ -65,6 +65,8 @@ def base_config(model: str, dataset: str) -> ml_collections.ConfigDict:
   c.max_train_examples = 0             # 0 = the whole split; smoke runs take a few
   c.max_eval_examples = 0
   c.init_from = ""                     # a zoo source (name, hf://, local-dir:) whose weights start a fresh run
+  c.scan_epoch = False                 # compile each epoch as one scan over its batches (one dispatch per epoch);
+                                       # checkpoints then fall on epoch ends
   c.export = True                      # write WORKDIR/export (a zoo checkpoint with card) at the end
   c.smoke = False
   return c

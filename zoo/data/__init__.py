@@ -109,12 +109,26 @@ def prepare(name: str) -> Any:
   return b
 
 
-def load(name: str, split: str) -> dict[str, np.ndarray]:
-  """The whole `split` of dataset `name` as `{feature: array (examples, ...)}` (random-access source)."""
+def source(name: str, split: str) -> Any:
+  """The random-access data source of `split` (array_record): `len(source)`, `source[i]`,
+  `source.__getitems__(indices)`; nothing is read until indexed."""
   b = prepare(name)
   if split not in b.info.splits:
     raise errors.DataUnavailableError(
         f"Dataset {name!r} has no split {split!r}; it has {sorted(b.info.splits)}.")
-  source = b.as_data_source(split)
-  examples = source.__getitems__(list(range(len(source))))
+  return b.as_data_source(split)
+
+
+def gather(data_source: Any, indices: Any) -> dict[str, np.ndarray]:
+  """The examples `indices` (a sequence of ints, in that order) of `data_source` as `{feature: array (len, ...)}`:
+  only those records are read (each process of a multi-process run reads its own rows this way)."""
+  examples = data_source.__getitems__([int(i) for i in indices])
+  if not examples:
+    raise errors.DataUnavailableError("gather: no indices given; at least one example is needed.")
   return {k: np.stack([np.asarray(ex[k]) for ex in examples]) for k in examples[0]}
+
+
+def load(name: str, split: str) -> dict[str, np.ndarray]:
+  """The whole `split` of dataset `name` as `{feature: array (examples, ...)}` (random-access source)."""
+  data_source = source(name, split)
+  return gather(data_source, range(len(data_source)))

@@ -13,11 +13,33 @@ from typing import Any, Callable, TypeVar
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+# Backends that compute float64 natively. TPUs do not (XLA:TPU has no native f64), so a float64 family there
+# would not compute in the precision its guarantee is stated in: it fails with Float64UnavailableError instead.
+FLOAT64_PLATFORMS = ("cpu", "gpu", "cuda", "rocm")
+
+
+def check_float64_backend() -> None:
+  """Raises `zoo.errors.Float64UnavailableError` when JAX's default backend has no native float64."""
+  import jax  # pylint: disable=import-outside-toplevel
+
+  platform = jax.default_backend()
+  if platform not in FLOAT64_PLATFORMS:
+    from zoo import errors  # pylint: disable=import-outside-toplevel
+
+    raise errors.Float64UnavailableError(
+        f"this model computes in float64 (its guarantee holds to float64 round-off), and the {platform!r} backend "
+        f"has no native float64. Run it on CPU or GPU (JAX_PLATFORMS=cpu), where float64 is exact.")
+
+
 def float64_scope(enabled: bool = True) -> contextlib.AbstractContextManager:
-  """A context in which JAX keeps float64 (`jax.enable_x64`); a no-op when `enabled` is False."""
+  """A context in which JAX keeps float64 (`jax.enable_x64`); a no-op when `enabled` is False.
+  `Float64UnavailableError` on a backend without native float64 (TPU)."""
+  if not enabled:
+    return contextlib.nullcontext()
   import jax  # pylint: disable=import-outside-toplevel  # `import zoo` stays free of JAX
 
-  return jax.enable_x64(True) if enabled else contextlib.nullcontext()
+  check_float64_backend()
+  return jax.enable_x64(True)
 
 
 def float64(fn: F) -> F:
@@ -25,9 +47,7 @@ def float64(fn: F) -> F:
 
   @functools.wraps(fn)
   def wrapper(*args: Any, **kwargs: Any) -> Any:
-    import jax  # pylint: disable=import-outside-toplevel
-
-    with jax.enable_x64(True):
+    with float64_scope():
       return fn(*args, **kwargs)
 
   return wrapper  # type: ignore[return-value]

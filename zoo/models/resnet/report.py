@@ -84,7 +84,7 @@ def state_file_bytes(model: nnx.Module) -> int:
 
   with tempfile.TemporaryDirectory() as tmp:
     path = pathlib.Path(tmp) / checkpoint.STATE_DIR
-    with ocp.StandardCheckpointer() as ckptr:
+    with ocp.StandardCheckpointer(multiprocessing_options=checkpoint.this_process_only()) as ckptr:
       ckptr.save(path, checkpoint.model_state(model))
       ckptr.wait_until_finished()
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
