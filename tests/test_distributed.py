@@ -4,6 +4,7 @@ that resume across topologies, and a killed process that ends the others (non-ze
 that resumes exactly. One fast test runs by default; the rest are `-m slow`."""
 
 import json
+import pathlib
 import os
 import signal
 import socket
@@ -65,12 +66,14 @@ def _wait(procs, timeout=TIMEOUT) -> list[int]:
 
 
 def _train(workdir, processes: int, devices: int, *flags, config=MASSNET) -> dict:
-  """Runs to the end; returns process 0's printed result."""
+  """Runs to the end; returns the run's result (WORKDIR/result.json, written by process 0 alone)."""
   codes = _wait(_start(workdir, processes, devices, *flags, config=config))
   errs = [open(f"{workdir}.p{i}.err").read()[-3000:] for i in range(processes)]
   assert codes == [0] * processes, f"return codes {codes}:\n" + "\n---\n".join(errs)
-  out = open(f"{workdir}.p0.out").read()
-  return json.loads(out[out.index("{"):])
+  assert "done:" in open(f"{workdir}.p0.out").read()
+  for i in range(1, processes):  # the result is printed once, by process 0
+    assert "done:" not in open(f"{workdir}.p{i}.out").read()
+  return json.loads((pathlib.Path(workdir) / "result.json").read_text())
 
 
 def test_two_processes_train_like_one_and_export_the_same_kind_of_checkpoint(tmp_path):

@@ -23,9 +23,13 @@ from absl import app, flags, logging
 
 from zoo import errors
 
-_MODEL = flags.DEFINE_string("model", None, "A shipped (embedded) model name, e.g. elcd-lasa8d.")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Where to write WORKDIR/export.")
-flags.mark_flags_as_required(["model", "workdir"])
+
+
+def _define_flags() -> None:
+  """Only when run as a program: importing this module (tests, the trainer) defines no absl flags."""
+  flags.DEFINE_string("model", None, "A shipped (embedded) model name, e.g. elcd-lasa8d.")
+  flags.DEFINE_string("workdir", None, "Where to write WORKDIR/export.")
+  flags.mark_flags_as_required(["model", "workdir"])
 
 
 def reexport(name: str, workdir: str | pathlib.Path) -> dict[str, Any]:
@@ -71,7 +75,7 @@ def reexport(name: str, workdir: str | pathlib.Path) -> dict[str, Any]:
 def main(argv):
   del argv
   try:
-    result = reexport(_MODEL.value, _WORKDIR.value)
+    result = reexport(flags.FLAGS.model, flags.FLAGS.workdir)
   except errors.ZooError as e:
     print(f"error: {e.__class__.__name__}: {' '.join(str(e).split())}", file=sys.stderr)
     sys.exit(2)
@@ -84,4 +88,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  _define_flags()
   app.run(main)

@@ -363,7 +363,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   spec = registry.get_spec(config.model)
   with spec.family.precision():
     result = _train(config, workdir)
-  (workdir / "result.json").write_text(json.dumps(result, default=str, indent=2) + "\n")  # for programs
+  if distributed.is_primary():  # for programs; written whole (a reader never sees half a file)
+    tmp = workdir / ".result.json.tmp"
+    tmp.write_text(json.dumps(result, default=str, indent=2) + "\n")
+    tmp.replace(workdir / "result.json")
   return result
 
 
