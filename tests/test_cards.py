@@ -31,3 +31,20 @@ def test_embedded_card_metadata_matches_the_manifest(name):
   for png in (hub.checkpoints_dir() / name).glob("*.png"):
     assert f"]({png.name})" in card.text
 
+
+
+SOURCE_MARKERS = ("arXiv", ".ipynb", ".txt", "README", "Table", "notebook", "github", "official")
+
+
+@pytest.mark.parametrize("spec", specs(), ids=lambda s: s.name)
+def test_reference_column_names_its_source_or_says_none_exists(spec):
+  """Every reference entry names where the number comes from (paper / file / README) or says none is published."""
+  for metric, text in spec.reference.items():
+    assert text.startswith("no published number") or any(m in text for m in SOURCE_MARKERS), (metric, text)
+
+
+def test_card_marks_metrics_without_a_published_number():
+  spec = zoo.get_spec("wavemix-lite-fashion-mnist")
+  body = cards.render({"metrics": {"accuracy": 0.9, "loss": 0.3}}, spec)
+  assert "93.91%" in body and "arXiv:2203.03689" in body
+  assert f"| loss | 0.3 | {cards.NO_REFERENCE} |" in body and "no published number exists" in body

@@ -15,6 +15,10 @@ from typing import Any, Mapping
 from zoo import registry
 
 LIBRARY_NAME = "nnx-zoo"
+NO_REFERENCE = "—"
+REFERENCE_NOTE = ("*Paper / reference*: a published number for the same metric, with its source (paper, table/figure "
+                  "or file, dataset and setting); {none}: no published number exists for that metric in this "
+                  "setting.")
 MODEL_CARDS = "MODEL_CARDS.md"
 
 
@@ -82,7 +86,8 @@ def render(manifest: Mapping[str, Any], spec: registry.ModelSpec) -> str:
   if metrics:
     ref = spec.reference
     lines += ["| metric | value | paper / reference |", "|---|---|---|"]
-    lines += [f"| {k} | {_fmt(v)} | {_cell(ref.get(k, ''))} |" for k, v in sorted(metrics.items())]
+    lines += [f"| {k} | {_fmt(v)} | {_cell(ref.get(k, NO_REFERENCE))} |" for k, v in sorted(metrics.items())]
+    lines += ["", REFERENCE_NOTE.format(none=NO_REFERENCE)]
   lines += [""]
   for title, body in (manifest.get("card_sections") or {}).items():
     lines += [f"## {title}", "", body.strip(), ""]
