@@ -53,9 +53,8 @@ FASHION_STRIDED = dict(FASHION, stem="strided", stride=1)
 del FASHION_STRIDED["patch_size"]
 FASHION_REFERENCE = {
     "accuracy": "93.91% — WaveMix, Fashion-MNIST test set (10,000 images), results table of arXiv:2203.03689 v1 "
-                "(Jeevan, Sethi 2022); trained there on a GPU to convergence with a larger embedding dimension "
-                "(the exact configuration of that row was not checked here). Not the same size or budget as this "
-                "model: see Deviations."}
+                "(Jeevan, Sethi 2022), trained on a GPU; that row's exact configuration and epochs were not checked "
+                "here. Not the same size or budget as this model: see Deviations."}
 FASHION_DEVIATION = ("WaveMix-Lite-16/4 (the digits variant's blocks; patchify stem with 2×2 patches, so the blocks "
                      "work at 14×14): far "
                      "smaller than the paper's Fashion-MNIST model, so it trains on 2 CPU cores; flax default "
