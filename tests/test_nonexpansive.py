@@ -217,7 +217,7 @@ def test_card_sections_take_the_partner_from_siblings():
   own = {"accuracy": 0.97, "lipschitz_bound": 12.5, "pgd_acc_eps1": 0.25}
   alone = ne.card_sections(model, own, [], {"volnet-pendulum": {"metrics": {"loss": 0.5}, "checks": []}})
   assert alone["Constrained vs baseline"].endswith(f"(`{constrained}` was not shipped when this card was written.)")
-  assert alone["How robustness is measured"].startswith("On the whole test split.")
+  assert alone["How robustness is measured"].startswith("On the whole test split")
   table = ne.card_sections(model, own, [], {constrained: {"metrics": {"accuracy": 0.95, "lipschitz_bound": 0.99},
                                                    "checks": []}})
   rows = [line for line in table["Constrained vs baseline"].splitlines() if line.startswith("| `")]

@@ -22,7 +22,8 @@ PAIRS = {8: ("nonexpansive-resnet-digits", "resnet-baseline-digits"),   # image 
 ADVERSARIAL_CHECK = "adversarial pairs"   # the verify check whose value is the measured adversarial ratio
 
 HOW_MEASURED = (
-    "On the whole test split. *PGD*: L2 projected gradient ascent on the cross-entropy (`zoo.attacks`), 10 steps "
+    "On the whole test split, or its first `max_eval_examples` images where the training config below sets it "
+    "(the official robustness runs use 1024 test images). *PGD*: L2 projected gradient ascent on the cross-entropy (`zoo.attacks`), 10 steps "
     "of size 2.5ε/10 from a uniform random start in the ball, inputs clipped to [0, 1]; an example counts as "
     "robust only if it is classified correctly at x and at every iterate. *Certified*: the prediction's margin "
     "f_y − max_{j≠y} f_j exceeds √2·L·ε, with L = Π of the per-layer bounds measured on these weights (operator "
