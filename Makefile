@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow cards bench clean
+.PHONY: demo test test-slow cards bench data clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,17 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -n 2 --dist loadfile -m slow
+
+# Real image data offline: Debian's dataset-fashion-mnist (Fashion-MNIST's four IDX files in
+# /usr/share/datasets/fashion-mnist, read by zoo/data/fashion_mnist.py). Needs apt and root (sudo when not root).
+# Without apt: put the four .gz files from github.com/zalandoresearch/fashion-mnist (data/fashion/) in a directory
+# and set ZOO_FASHION_MNIST_DIR to it.
+data:
+	@if [ -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ]; then echo "dataset-fashion-mnist: installed"; \
+	elif command -v apt-get >/dev/null; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get install -y dataset-fashion-mnist || { $$SUDO apt-get update && $$SUDO apt-get install -y dataset-fashion-mnist; }; \
+	else echo "no apt-get: download the four Fashion-MNIST .gz files (github.com/zalandoresearch/fashion-mnist, data/fashion/) into DIR and export ZOO_FASHION_MNIST_DIR=DIR" >&2; exit 1; fi
 
 cards: $(STAMP)
 	$(VENV)/bin/zoo cards

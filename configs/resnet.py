@@ -3,9 +3,11 @@ r"""ResNet18 (CIFAR stem), float and k-means-quantized by DKM / IDKM / IDKM-JFB.
     python -m train --config configs/resnet.py:digits --workdir runs/resnet18-digits
     python -m train --config configs/resnet.py:digits-idkm-b2 --workdir runs/resnet18-digits-idkm-b2
     python -m train --config configs/resnet.py:digits-dkm-b2 --workdir runs/resnet18-digits-dkm-b2     # comparison
+    python -m train --config configs/resnet.py:fashion-mnist --workdir runs/resnet18-fashion-mnist           # make data
+    python -m train --config configs/resnet.py:fashion-mnist-idkm-b2 --workdir runs/resnet18-fashion-mnist-idkm-b2
     python -m train --config configs/resnet.py:cifar10 --workdir runs/resnet18-cifar10                 # needs CIFAR-10
 
-Variants: `digits` and `cifar10` (float); `{digits,cifar10}-{idkm,dkm,jfb}-b{1,2,4}`: clustering-aware
+Variants: `digits`, `fashion-mnist` and `cifar10` (float); `{digits,fashion-mnist,cifar10}-{idkm,dkm,jfb}-b{1,2,4}`: clustering-aware
 fine-tuning of the float model (`init_from`) with each method at b bits. All methods share every setting
 (b, d = 1, τ = 1e-4, t = 5, ε = 1e-4), so the runs differ only in how the gradient passes the clustering. The
 quantized runs train the model in its training form (`model_overrides.packed = False`: float kernels +
@@ -30,7 +32,7 @@ from zoo import registry, training
 from zoo.models import resnet
 
 METHODS = {"idkm": "idkm", "dkm": "dkm", "jfb": "idkm-jfb"}
-DATASETS = ("digits", "cifar10")
+DATASETS = ("digits", "fashion-mnist", "cifar10")
 # "digits" -> ("digits", None, None); "digits-jfb-b2" -> ("digits", "idkm-jfb", 2)
 VARIANTS = {**{dataset: (dataset, None, None) for dataset in DATASETS},
             **{f"{dataset}-{short}-b{bits}": (dataset, method, bits)
@@ -45,7 +47,7 @@ def get_config(arg: str = "digits"):
     name = resnet.quantized_name(dataset, method, bits)
     if name not in registry.list_models():
       name = resnet.quantized_name(dataset, "idkm", bits)
-  c = training.base_config(model=name, dataset=dataset)
+  c = training.base_config(model=name, dataset=resnet.DATA_NAMES.get(dataset, dataset))
   c.best_metric = "accuracy"
   c.best_mode = "max"
   c.init_from = ""                     # a zoo source whose weights start the run (matching paths and shapes)
@@ -57,6 +59,15 @@ def get_config(arg: str = "digits"):
     c.optimizer.schedule = "cosine"
     c.optimizer.weight_decay = 5e-4
     c.eval_every_epochs = 5
+    c.checkpoint_every_steps = 200
+  elif dataset == "fashion-mnist":     # 60,000 training images, batch 128: 469 steps per epoch
+    c.batch_size = 128
+    c.epochs = 3                       # the 2-core CPU budget, not convergence
+    c.optimizer.name = "adam"
+    c.optimizer.lr = 3e-3
+    c.optimizer.schedule = "cosine"
+    c.optimizer.weight_decay = 5e-4
+    c.eval_every_epochs = 1
     c.checkpoint_every_steps = 200
   else:                                # the usual CIFAR ResNet18 recipe (SGD 0.1, momentum, wd 5e-4, cosine)
     c.batch_size = 128
@@ -77,6 +88,6 @@ def get_config(arg: str = "digits"):
     c.optimizer.kwargs = {}
     c.optimizer.schedule = "cosine"
     c.optimizer.weight_decay = 0.0
-    c.epochs = 8 if dataset == "digits" else 30
-    c.eval_every_epochs = 2 if dataset == "digits" else 5
+    c.epochs = {"digits": 8, "fashion-mnist": 1}.get(dataset, 30)
+    c.eval_every_epochs = {"digits": 2, "fashion-mnist": 1}.get(dataset, 5)
   return training.shrink(c) if smoke else c

@@ -102,3 +102,20 @@ def test_cards_refresh_rerenders_an_embedded_card_and_repins_it(tmp_path, monkey
   assert "## Citation" in (root / "massnet-sir" / "README.md").read_text()
   assert pins.get("massnet-sir").sha256 != old
   zoo.load("massnet-sir")  # the re-sealed manifest matches its new pin
+
+
+SOURCE_MARKERS = ("arXiv", ".ipynb", ".txt", "README", "Table", "notebook", "github", "official")
+
+
+@pytest.mark.parametrize("spec", specs(), ids=lambda s: s.name)
+def test_reference_column_names_its_source_or_says_none_exists(spec):
+  """Every reference entry names where the number comes from (paper / file / README) or says none is published."""
+  for metric, text in spec.reference.items():
+    assert text.startswith("no published number") or any(m in text for m in SOURCE_MARKERS), (metric, text)
+
+
+def test_card_marks_metrics_without_a_published_number():
+  spec = zoo.get_spec("wavemix-lite-fashion-mnist")
+  body = cards.render({"metrics": {"accuracy": 0.9, "loss": 0.3}}, spec)
+  assert "93.91%" in body and "arXiv:2203.03689" in body
+  assert f"| loss | test | 0.3 | {cards.NO_REFERENCE} |" in body and "no published number exists" in body

@@ -147,6 +147,13 @@ def test_configs_name_registered_models():
       q = c.model_overrides.quant
       assert q.method == {"idkm": "idkm", "dkm": "dkm", "jfb": "idkm-jfb"}[arg.split("-")[1]]
       assert c.model_overrides.packed is False and c.init_from == f"resnet18-{arg.split('-')[0]}"
+  for arg, name in (("fashion-mnist", "resnet18-fashion-mnist"), ("fashion-mnist-idkm-b2", "resnet18-fashion-mnist-idkm-b2"),
+                    ("fashion-mnist-jfb-b2", "resnet18-fashion-mnist-idkm-b2")):
+    c = config(arg)
+    assert c.model == name and name in names and c.dataset == "fashion_mnist" == zoo.get_spec(name).dataset
+  assert config("fashion-mnist-jfb-b2").model_overrides.quant.method == "idkm-jfb"
+  assert config("fashion-mnist-idkm-b2").init_from == "resnet18-fashion-mnist"
+  assert zoo.get_spec("resnet18-fashion-mnist").kwargs["width"] == 16
   smoke = config("digits-idkm-b2,smoke")
   assert smoke.smoke and smoke.epochs == 1
   with pytest.raises(errors.UnknownVariantError, match="digits-dkm-b2"):  # close matches named

@@ -120,6 +120,14 @@ def test_configs_name_registered_models():
   assert quantize.init_from == "wavemix-lite-digits" and quantize.model_overrides.quantized is False
   with pytest.raises(errors.UnknownVariantError, match="digits-rotate-rtn4"):  # close matches named
     config("digits-rotate")
+  for arg in ("fashion-mnist", "fashion-mnist-rotate-rtn4"):
+    c = config(arg)
+    assert c.model in names and c.dataset == "fashion_mnist" == zoo.get_spec(c.model).dataset and c.epochs >= 1
+  # the float model's patchify stem cannot be rotated: the rotated variant trains its own strided float form
+  rotated = config("fashion-mnist-rotate-rtn4")
+  assert rotated.init_from == "" and rotated.model_overrides.quantized is False
+  assert zoo.get_spec(rotated.model).kwargs["stem"] == "strided"
+  assert zoo.get_spec("wavemix-lite-fashion-mnist").kwargs["stem"] == "patchify"
 
 
 def test_real_datasets_need_the_download(monkeypatch):

@@ -16,6 +16,10 @@ from typing import Any, Iterable, Mapping
 from zoo import registry
 
 LIBRARY_NAME = "nnx-zoo"
+NO_REFERENCE = "—"
+REFERENCE_NOTE = ("*Paper / reference*: a published number for the same metric, with its source (paper, table/figure "
+                  "or file, dataset and setting); {none}: no published number exists for that metric in this "
+                  "setting.")
 MODEL_CARDS = "MODEL_CARDS.md"
 
 
@@ -258,8 +262,8 @@ def render(manifest: Mapping[str, Any], spec: registry.ModelSpec, repo_id: str |
               f"of `{spec.dataset}`.", ""]
     ref = spec.reference
     lines += ["| metric | split | value | paper / reference |", "|---|---|---|---|"]
-    lines += [f"| {k} | {split} | {_fmt(v)} | {_cell(ref.get(k, ''))} |" for k, v in sorted(evals.items())]
-    lines += [""]
+    lines += [f"| {k} | {split} | {_fmt(v)} | {_cell(ref.get(k, NO_REFERENCE))} |" for k, v in sorted(evals.items())]
+    lines += ["", REFERENCE_NOTE.format(none=NO_REFERENCE), ""]
   else:
     lines += ["None: this checkpoint was not evaluated." if untrained else "(no metrics recorded)", ""]
   if size:

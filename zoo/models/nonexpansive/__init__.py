@@ -14,12 +14,14 @@ Modules: `model` (the network, per-layer bounds), `evaluate` (hinge loss, PGD an
 (the family record and the registered variants).
 
 Celledoni, Murari, Owren, Schönlieb, Sherry, "Dynamical systems' based neural networks", SIAM J. Sci. Comput.
-2023 (official code: davidemurari/StructuredNeuralNetworks, "Adversarial Robustness"); Sherry et al., "Designing
+2023 (official code: davidemurari/StructuredNeuralNetworks, "Adversarial Robustness": the CIFAR-10 numbers the
+cards quote, margin 0.07, come from there); Sherry et al., "Designing
 stable neural networks using convex analysis and ODEs", Physica D 2024 (fsherry/non-expansive-odes).
 """
 
 from zoo.models.nonexpansive import variants
-from zoo.models.nonexpansive.evaluate import (CIFAR_DIM, PAPER_CIFAR10, PAPER_EPSILONS, epsilons, evaluate, loss,
+from zoo.models.nonexpansive.evaluate import (CIFAR_DIM, FASHION_MNIST_EPSILONS, PAPER_CIFAR10, PAPER_EPSILONS,
+                                              PAPER_FILES, PAPER_MARGIN, PAPER_SOURCE, epsilons, evaluate, loss,
                                               multiclass_hinge)
 from zoo.models.nonexpansive.model import (NEGATIVE_SLOPE, NonexpansiveResNet, Stage, lipschitz_bound, maxpool2,
                                            measure_warm)
@@ -27,7 +29,8 @@ from zoo.models.nonexpansive.report import card_sections, comparison_markdown, p
 from zoo.models.nonexpansive.variants import FAMILY
 from zoo.models.nonexpansive.verify import VERIFY_TOL, empirical_lipschitz, verify
 
-__all__ = ["CIFAR_DIM", "FAMILY", "NEGATIVE_SLOPE", "NonexpansiveResNet", "PAPER_CIFAR10", "PAPER_EPSILONS",
+__all__ = ["CIFAR_DIM", "FAMILY", "FASHION_MNIST_EPSILONS", "NEGATIVE_SLOPE", "NonexpansiveResNet", "PAPER_CIFAR10",
+           "PAPER_EPSILONS", "PAPER_FILES", "PAPER_MARGIN", "PAPER_SOURCE",
            "Stage", "VERIFY_TOL", "card_sections", "comparison_markdown", "empirical_lipschitz", "epsilons",
            "evaluate", "lipschitz_bound", "loss", "maxpool2", "measure_warm", "multiclass_hinge", "plot", "variants",
            "verify"]

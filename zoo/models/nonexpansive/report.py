@@ -1,5 +1,6 @@
 """Plots and card sections: accuracy vs L2 radius (clean, PGD, certified), per-layer bounds, and the table
-constrained vs baseline beside the paper's CIFAR-10 numbers."""
+constrained vs baseline; the paper's CIFAR-10 numbers (one margin, 0.07) beside it only at the CIFAR-10 size, and
+as separate context, marked not comparable, for other datasets."""
 
 from __future__ import annotations
 
@@ -10,16 +11,19 @@ import numpy as np
 
 from zoo import attacks
 from zoo import plotting
-from zoo.models.nonexpansive.evaluate import PAPER_CIFAR10, PAPER_EPSILONS, epsilons
+from zoo.models.nonexpansive.evaluate import PAPER_CIFAR10, PAPER_EPSILONS, PAPER_FILES, PAPER_SOURCE, epsilons
 from zoo.models.nonexpansive.model import NonexpansiveResNet, lipschitz_bound
 from zoo.models.nonexpansive.verify import VERIFY_TOL
 from zoo.tasks.classification import unit_float
 
 PAIRS = {8: ("nonexpansive-resnet-digits", "resnet-baseline-digits"),   # image size -> (constrained, baseline)
+         28: ("nonexpansive-resnet-fashion-mnist", "resnet-baseline-fashion-mnist"),
          32: ("nonexpansive-resnet-cifar10", "resnet-baseline-cifar10")}
+ADVERSARIAL_CHECK = "adversarial pairs"   # the verify check whose value is the measured adversarial ratio
 
 HOW_MEASURED = (
-    "On the whole test split. *PGD*: L2 projected gradient ascent on the cross-entropy (`zoo.attacks`), 10 steps "
+    "On the whole test split, or its first `max_eval_examples` images where the training config below sets it "
+    "(the official robustness runs use 1024 test images). *PGD*: L2 projected gradient ascent on the cross-entropy (`zoo.attacks`), 10 steps "
     "of size 2.5ε/10 from a uniform random start in the ball, inputs clipped to [0, 1]; an example counts as "
     "robust only if it is classified correctly at x and at every iterate. *Certified*: the prediction's margin "
     "f_y − max_{j≠y} f_j exceeds √2·L·ε, with L = Π of the per-layer bounds measured on these weights (operator "
@@ -59,44 +63,68 @@ def plot(model: NonexpansiveResNet, data, outdir) -> list[pathlib.Path]:
   return [path]
 
 
-def comparison_markdown(metrics: Mapping[str, Mapping[str, float]], input_shape: Sequence[int]) -> str:
-  """A markdown table constrained vs baseline (clean / PGD / certified at each radius, the Lipschitz bound L)
-  with the paper's CIFAR-10 numbers for reference. `metrics`: {model name: its evaluate() dict}."""
+def _adversarial_ratio(checks: Sequence[Any]) -> float:
+  """The empirical ‖N(x) − N(y)‖/‖x − y‖ on adversarial pairs recorded by `verify` (nan when absent)."""
+  for c in checks or ():
+    name = c["name"] if isinstance(c, Mapping) else c.name
+    if ADVERSARIAL_CHECK in name:
+      return float(c["value"] if isinstance(c, Mapping) else c.value)
+  return float("nan")
+
+
+def paper_markdown() -> str:
+  """The official code's CIFAR-10 numbers (one margin, 0.07, every row) with their source files."""
+  lines = ["| official run (CIFAR-10, margin 0.07) | clean | ε=36/255 | ε=0.5 | ε=1.0 | stored in |",
+           "|---|---|---|---|---|---|"]
+  lines += [f"| {k} | " + " | ".join(f"{v:.3f}" for v in vals) + f" | `{PAPER_FILES[k]}` |"
+            for k, vals in PAPER_CIFAR10.items()]
+  return "\n".join(lines)
+
+
+def comparison_markdown(metrics: Mapping[str, Mapping[str, float]], input_shape: Sequence[int],
+                        checks: Mapping[str, Sequence[Any]] | None = None) -> str:
+  """A markdown table constrained vs baseline (clean / PGD / certified at each radius, the Lipschitz bound L, the
+  measured adversarial ratio) and the paper's CIFAR-10 numbers: beside ours at the CIFAR-10 size, otherwise as
+  context marked not comparable. `metrics`: {model name: its evaluate() dict}; `checks`: {model name: its
+  verify() checks} (for the adversarial ratio)."""
+  checks = checks or {}
   eps = epsilons(input_shape)
-  head = ("| model | L | clean | " + " | ".join(f"PGD ε={e:g} | cert. ε={e:g}" for e in eps)
-          + " | median cert. radius |")
-  lines = [head, "|" + "---|" * (4 + 2 * len(eps))]
+  head = ("| model | L (certificate) | adversarial ratio | clean | "
+          + " | ".join(f"PGD ε={e:g} | cert. ε={e:g}" for e in eps) + " | median cert. radius |")
+  lines = [head, "|" + "---|" * (5 + 2 * len(eps))]
   for name, m in metrics.items():
-    cells = [f"{m.get('lipschitz_bound', float('nan')):.4g}", f"{m['accuracy']:.3f}"]
+    cells = [f"{m.get('lipschitz_bound', float('nan')):.4g}", f"{_adversarial_ratio(checks.get(name)):.4g}",
+             f"{m['accuracy']:.3f}"]
     cells += [f"{m.get(f'pgd_acc_eps{e:g}', float('nan')):.3f} | {m.get(f'certified_acc_eps{e:g}', float('nan')):.3f}"
               for e in eps]
     cells.append(f"{m.get('median_certified_radius', float('nan')):.3g}")
     lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
-  scaled = ""
-  if eps != PAPER_EPSILONS:
-    scaled = (f" The first three radii here are the paper's scaled to this input size (same RMS change per pixel): "
-              f"ε = {eps[0]:g} ↔ 36/255, {eps[1]:g} ↔ 0.5, {eps[2]:g} ↔ 1.0.")
-  lines += ["", "Paper (official code's stored results: CIFAR-10, 1024 test images, L2 PGD 10 steps; no certificate "
-            "reported), accuracy at ε = 0 / 36/255 / 0.5 / 1.0." + scaled, "",
-            "| model | clean | ε=36/255 | ε=0.5 | ε=1.0 |", "|---|---|---|---|---|"]
-  lines += [f"| {k} | " + " | ".join(f"{v:.3f}" for v in vals) + " |" for k, vals in PAPER_CIFAR10.items()]
+  lines += ["", "*L*: the Lipschitz certificate (Π of the per-layer bounds on these weights). *Adversarial ratio*: "
+            "the largest ‖N(x) − N(y)‖/‖x − y‖ that gradient ascent found (`zoo verify`); it must stay ≤ L.", ""]
+  source = PAPER_SOURCE.format(file="each row's file in the last column")
+  if eps == PAPER_EPSILONS:
+    lines += [f"Paper: {source}; no certificate reported.", "", paper_markdown()]
+  else:
+    lines += [f"No published number exists for this dataset and these radii. For context only — **not comparable** "
+              f"(another dataset: CIFAR-10, 3072 inputs; another network and margin) — the official CIFAR-10 runs: "
+              f"{source}; no certificate reported.", "", paper_markdown()]
   return "\n".join(lines)
 
 
 def card_sections(model: NonexpansiveResNet, metrics: Mapping[str, float], checks: Sequence[Check],
                   siblings: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
-  """Card sections: the table constrained vs baseline (this model's metrics and its partner's, from its record in
-  `siblings` {name: {"metrics": ..., "checks": ...}} when the partner is shipped) beside the paper's CIFAR-10
-  numbers, and how the numbers are measured."""
-  del checks
+  """Card sections: the table constrained vs baseline (this model's metrics and checks and its partner's, from its
+  record in `siblings` {name: {"metrics": ..., "checks": ...}} when the partner is shipped), the paper's CIFAR-10
+  numbers (beside it only at the CIFAR-10 size), and how the numbers are measured."""
   constrained, baseline = PAIRS.get(model.image_size, ("this model (constrained)", "this model (baseline)"))
   own, other = (constrained, baseline) if model.constrained else (baseline, constrained)
-  rows = {own: metrics}
+  rows, row_checks = {own: metrics}, {own: list(checks)}
   partner = siblings.get(other)
   if partner is not None:
     rows[other] = partner["metrics"]
+    row_checks[other] = list(partner.get("checks") or ())
   rows = dict(sorted(rows.items(), key=lambda kv: kv[0] != constrained))
-  table = comparison_markdown(rows, model.input_shape)
+  table = comparison_markdown(rows, model.input_shape, row_checks)
   if partner is None:
     table += f"\n\n(`{other}` was not shipped when this card was written.)"
   return {"Constrained vs baseline": table, "How robustness is measured": HOW_MEASURED}

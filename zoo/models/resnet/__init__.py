@@ -21,10 +21,11 @@ from __future__ import annotations
 from zoo.models.resnet.model import BasicBlock, ResNet18
 from zoo.models.resnet.report import (card_sections, evaluate, export, float_twin, loss, plot, state_file_bytes,
                                       storage_section)
-from zoo.models.resnet.variants import (BITS, CIFAR10, DIGITS, FAMILY, METHOD_NAMES, QUANT, SHORT,
-                                        quantized_name)
+from zoo.models.resnet.variants import (BITS, CIFAR10, DATA_NAMES, DIGITS, FAMILY, FASHION_MNIST, METHOD_NAMES, QUANT,
+                                        SHORT, quantized_name)
 from zoo.models.resnet.verify import verify
 
 __all__ = ["BasicBlock", "ResNet18", "loss", "evaluate", "verify", "plot", "export", "card_sections",
            "storage_section", "state_file_bytes", "float_twin", "FAMILY", "BITS", "QUANT", "DIGITS", "CIFAR10",
+           "FASHION_MNIST", "DATA_NAMES",
            "METHOD_NAMES", "SHORT", "quantized_name"]

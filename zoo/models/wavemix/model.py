@@ -107,6 +107,7 @@ class WaveMix(nnx.Module):
       raise ValueError(f"level must be in 1..4 (the official blocks), got {level}.")
     self.input_shape = (image_size, image_size, in_channels)
     self.num_classes, self.dim, self.depth, self.level, self.stem_kind = num_classes, dim, depth, level, stem
+    self.stride, self.patch_size = stride, patch_size
     self.hidden, self.ff_channel = dim * mult, ff_channel
     if stem == "strided":
       self.stem = nnx.List([conv(in_channels, dim // 2, 3, stride, rngs), conv(dim // 2, dim, 3, stride, rngs)])

@@ -27,7 +27,7 @@ def float_kwargs(model: WaveMix) -> dict[str, Any]:
   """The keyword arguments of the float WaveMix with `model`'s architecture."""
   return dict(num_classes=model.num_classes, in_channels=model.input_shape[-1], image_size=model.input_shape[0],
               dim=model.dim, depth=model.depth, mult=model.hidden // model.dim, ff_channel=model.ff_channel,
-              level=model.level, stem=model.stem_kind,
+              level=model.level, stem=model.stem_kind, stride=model.stride, patch_size=model.patch_size,
               upsample="transposed" if model.blocks[0].mlps[0].up is not None else "nearest")
 
 

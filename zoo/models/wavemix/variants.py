@@ -45,9 +45,55 @@ def wavemix_lite_digits_rotate_rtn4():
   return dict(DIGITS, quant=dict(ROTATE_RTN4), quantized=True)
 
 
+FASHION = dict(num_classes=10, in_channels=1, image_size=28, dim=16, depth=4, mult=2, ff_channel=16, dropout=0.0,
+               level=1, stem="patchify", patch_size=2, upsample="transposed")  # blocks at 14×14
+# The rotated variant needs the strided stem (a linear layer must write the residual stream; the patchify stem ends in
+# GELU + BatchNorm), so it has its own float form: the same blocks at 28×28 (strided stem, stride 1).
+FASHION_STRIDED = dict(FASHION, stem="strided", stride=1)
+del FASHION_STRIDED["patch_size"]
+FASHION_REFERENCE = {
+    "accuracy": "93.91% — WaveMix, Fashion-MNIST test set (10,000 images), results table of arXiv:2203.03689 v1 "
+                "(Jeevan, Sethi 2022), trained on a GPU; that row's exact configuration and epochs were not checked "
+                "here. Not the same size or budget as this model: see Deviations."}
+FASHION_DEVIATION = ("WaveMix-Lite-16/4 (the digits variant's blocks; patchify stem with 2×2 patches, so the blocks "
+                     "work at 14×14): far "
+                     "smaller than the paper's Fashion-MNIST model, so it trains on 2 CPU cores; flax default "
+                     "initialisation; AdamW with cosine decay for the few epochs in the training config (the card "
+                     "states them), no augmentation. Data: `zoo.data` fashion_mnist (Debian's "
+                     "dataset-fashion-mnist, decoded arrays checked).")
+
+
+@register("wavemix-lite-fashion-mnist", FAMILY, dataset="fashion_mnist", input_shape=(28, 28, 1),
+          guarantee=FLOAT_GUARANTEE, tags=("wavemix", "image-classification", "fashion-mnist"),
+          reference=FASHION_REFERENCE, deviations=FASHION_DEVIATION)
+def wavemix_lite_fashion_mnist():
+  """WaveMix-Lite-16/4 (level-1 blocks, transposed-conv upsampling, 2×2 patchify stem: blocks at 14×14) on Fashion-MNIST
+  (28×28×1)."""
+  return dict(FASHION)
+
+
+@register("wavemix-lite-fashion-mnist-rotate-rtn4", FAMILY, dataset="fashion_mnist", input_shape=(28, 28, 1),
+          guarantee="Every layer inside the blocks computes with 4-bit weights (≤ 16 distinct values per output "
+                    "channel, stored packed with a float32 scale per channel) on 4-bit per-token inputs, after "
+                    "randomised Hadamard rotations that leave the float network's function unchanged.",
+          tags=("wavemix", "image-classification", "fashion-mnist", "quantized", "quarot"),
+          reference={"accuracy": "no published number: QuaRot (Ashkboos et al. 2024) reports LLMs only, and no "
+                                 "W4A4 WaveMix result on Fashion-MNIST is published"},
+          deviations=FASHION_DEVIATION + " Rotation needs a linear layer writing the residual stream, which the "
+                     "patchify stem of `wavemix-lite-fashion-mnist` lacks (it ends in GELU + BatchNorm), so this "
+                     "variant has its own float form: the strided stem with stride 1 (blocks at 28×28), trained by "
+                     "its config and then quantized post-training as QuaRot's RTN path (`--rotate --w_rtn --w_clip "
+                     "--w_bits 4 --a_bits 4`): fake quantization in float32; stem and classifier stay float. No GPTQ.")
+def wavemix_lite_fashion_mnist_rotate_rtn4():
+  """WaveMix-Lite-16/4 (strided stem, blocks at 28×28) on Fashion-MNIST with Hadamard rotations folded in and W4A4
+  round-to-nearest quantization."""
+  return dict(FASHION_STRIDED, quant=dict(ROTATE_RTN4), quantized=True)
+
+
 @register("wavemix-lite-mnist", FAMILY, dataset="mnist", input_shape=(28, 28, 1), guarantee=FLOAT_GUARANTEE,
           tags=("wavemix", "image-classification", "mnist"),
-          reference={"accuracy": "99% with 3,566 parameters (official README, WaveMix Lite-8/10)"},
+          reference={"accuracy": "99% (pranavphoenix/WaveMix README, WaveMix Lite-8/10 with 3,566 parameters, MNIST "
+                                 "test set, the README's training recipe)"},
           deviations="The README's WaveMix Lite-8/10 (dim 8, depth 10, nearest-neighbour upsampling: 3,566 "
                      "parameters). Needs the TFDS mnist download: offline it raises DataUnavailableError.")
 def wavemix_lite_mnist():
@@ -58,7 +104,9 @@ def wavemix_lite_mnist():
 
 @register("wavemix-cifar10", FAMILY, dataset="cifar10", input_shape=(32, 32, 3), guarantee=FLOAT_GUARANTEE,
           tags=("wavemix", "image-classification", "cifar10"),
-          reference={"accuracy": "95.37% (official saved weights `wavemix_cifar10_95.37`)"},
+          reference={"accuracy": "95.37% (pranavphoenix/WaveMix, saved weights `wavemix_cifar10_95.37` listed in its "
+                                 "README: CIFAR-10 test set, this configuration, the official recipe with "
+                                 "augmentation)"},
           deviations="The official CIFAR-10 configuration (depth 8, dim 320, level 1, strided stem stride 1, "
                      "dropout 0.5). Needs the TFDS cifar10 download: offline it raises DataUnavailableError; the "
                      "generic trainer has no TrivialAugment/flip augmentation.")
