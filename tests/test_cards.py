@@ -1,5 +1,7 @@
 """Model cards: parseable Hub metadata with the measured metrics; MODEL_CARDS.md in sync with the registry."""
 
+import json
+
 import pytest
 from huggingface_hub import ModelCard
 
@@ -97,9 +99,14 @@ def test_cards_refresh_rerenders_an_embedded_card_and_repins_it(tmp_path, monkey
   shutil.copytree(hub.checkpoints_dir() / "massnet-sir", root / "massnet-sir")
   monkeypatch.setenv("ZOO_CHECKPOINTS", str(root))
   old = pins.get("massnet-sir").sha256
+  path = root / "massnet-sir" / "manifest.json"  # a hand-edited section (refresh re-seals what you produced)
+  manifest = json.loads(path.read_text())
+  manifest["card_sections"] = {**manifest.get("card_sections", {}), "A new section": "new text"}
+  path.write_text(json.dumps(manifest))
   assert cli.main(["cards", "--refresh", "mass*", "--output", str(tmp_path / "MODEL_CARDS.md")]) == 0
   assert "refreshed the card of massnet-sir" in capsys.readouterr().out
-  assert "## Citation" in (root / "massnet-sir" / "README.md").read_text()
+  card = (root / "massnet-sir" / "README.md").read_text()
+  assert "## Citation" in card and "## A new section" in card
   assert pins.get("massnet-sir").sha256 != old
   zoo.load("massnet-sir")  # the re-sealed manifest matches its new pin
 

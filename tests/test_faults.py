@@ -91,10 +91,14 @@ def test_an_edited_unpinned_manifest_fails_its_self_checksum(copy):
     zoo.load(f"local-dir:{copy}")
 
 
-def test_a_legacy_manifest_loads_only_when_a_pin_covers_it(tmp_path):
-  shipped = ROOT / "checkpoints" / "volnet-pendulum"  # shipped before manifests carried a self-checksum
-  assert checkpoint.SELF_KEY not in _manifest(shipped)  # the shipped format is accepted as it is
-  shutil.copytree(shipped, tmp_path / "m")
+def test_a_legacy_manifest_loads_only_when_a_pin_covers_it(tmp_path, monkeypatch):
+  from zoo import pins
+  shutil.copytree(ROOT / "checkpoints" / "volnet-pendulum", tmp_path / "m")
+  _write(tmp_path / "m", _manifest(tmp_path / "m"), seal=False)  # the format before the self-checksum existed
+  with pytest.raises(errors.CheckpointCorruptError, match="no pin covers it"):
+    zoo.load(f"local-dir:{tmp_path / 'm'}")
+  digest = checkpoint.sha256_file(tmp_path / "m" / checkpoint.MANIFEST)  # a manifest shipped (pinned) that way
+  monkeypatch.setattr(pins, "LEGACY_MANIFESTS", pins.LEGACY_MANIFESTS | {digest})
   zoo.load(f"local-dir:{tmp_path / 'm'}")
   manifest = _manifest(tmp_path / "m")
   manifest["model_kwargs"]["layers"] = 7
