@@ -84,6 +84,7 @@ def test_registry_pin_is_enforced(saved):
     checkpoint.restore(path, expected_sha256="0" * 64)
 
 
+@pytest.mark.slow  # heavy: `make test-slow` (issue 13: the default run stays under 8 minutes)
 def test_a_killed_save_leaves_the_previous_checkpoint(tmp_path):
   """Kill -9 a process that keeps re-saving at random moments: the directory always restores."""
   target = tmp_path / "massnet-sir"

@@ -72,6 +72,7 @@ print("HITS", sum(e == "/jax/compilation_cache/cache_hits" for e in hits))
 """
 
 
+@pytest.mark.slow  # heavy: `make test-slow` (issue 13: the default run stays under 8 minutes)
 def test_a_second_process_reads_the_compilation_cache(tmp_path):
   env = {"ZOO_CACHE_DIR": str(tmp_path)}
   first = run_python(_SECOND_PROCESS, env=env)

@@ -87,6 +87,7 @@ def _flow_quantities(flow, x, v):
               jvp_inverse=flow.jvp_inverse(z, v), jvp_forward=flow.jvp_forward(x, v))
 
 
+@pytest.mark.slow  # heavy: `make test-slow` (issue 13: the default run stays under 8 minutes)
 def test_flow_inverse_logdet_and_jvps_are_exact(dim=5):
   with jax.enable_x64(True):
     flow = _perturbed_flow(dim, steps=2, hidden=12, blocks=2, num_bins=6, tail_bound=4.0)

@@ -58,6 +58,7 @@ def test_shipped_weights_keep_the_guarantee_and_the_card_numbers():
   assert metrics["mass_drift_max"] < 1e-12
 
 
+@pytest.mark.slow  # heavy: `make test-slow` (issue 13: the default run stays under 8 minutes)
 def test_benchmark_epoch_equals_the_trainer_step():
   """benchmarks/massnet_official.py trains with a scanned epoch: it must be the trainer's step, batch for batch."""
   from flax import nnx  # pylint: disable=import-outside-toplevel

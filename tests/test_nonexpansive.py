@@ -264,6 +264,7 @@ def digits_test():
   return jnp.asarray(data["image"]), np.asarray(data["label"])
 
 
+@pytest.mark.slow  # heavy: `make test-slow` (issue 13: the default run stays under 8 minutes)
 def test_shipped_nonexpansive_is_certified():
   """zoo verify on the shipped weights: 11 operator norms ≤ 1 (exact SVD and power iteration), 4 step-size
   conditions and pair bounds, L ≤ 1, empirical ratio ≤ 1 on random and adversarial pairs."""
@@ -314,6 +315,7 @@ def test_shipped_pgd_matches_the_card(name, digits_test):
     assert got == pytest.approx(metrics[f"pgd_acc_eps{eps:g}"], abs=1.5 / len(y)), eps
 
 
+@pytest.mark.slow  # heavy: `make test-slow` (issue 13: the default run stays under 8 minutes)
 def test_shipped_certificates_survive_the_attack(digits_test):
   """Every shipped prediction certified at ε withstands L2 PGD at ε, and no attack moves a margin by more than
   √2·ε (the network is 1-Lipschitz)."""

@@ -47,7 +47,8 @@ def test_orders_without_a_construction_are_refused():
       zrot.hadamard(n)
 
 
-@pytest.mark.parametrize("kwargs", [dict(level=1), dict(level=2), dict(level=1, upsample="nearest", ff_channel=16)])
+@pytest.mark.parametrize("kwargs", [pytest.param(dict(level=1), marks=pytest.mark.slow), dict(level=2),
+                                    dict(level=1, upsample="nearest", ff_channel=16)])
 def test_rotation_leaves_the_function_unchanged(kwargs):
   model = _trained_like(**kwargs)
   before = classification.predict(model, X)

@@ -85,6 +85,7 @@ def test_provenance_is_carried_by_the_module():
   assert zoo.verify(created)  # the name comes from the module itself
 
 
+@pytest.mark.slow  # heavy: `make test-slow` (issue 13: the default run stays under 8 minutes)
 def test_quantize_updates_the_provenance():
   model = zoo.load("wavemix-lite-digits")
   zoo.quantize(model, method="rtn4")

@@ -11,6 +11,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 
 from zoo import checkpoint
 
@@ -80,6 +81,7 @@ def test_init_from_starts_at_the_shipped_weights(tmp_path):
     np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow  # heavy: `make test-slow` (issue 13: the default run stays under 8 minutes)
 def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path):
   settings = {"epochs": 3, "max_train_examples": 480, "checkpoint_every_steps": 5}
   train_and_evaluate(_config(**{**settings, "checkpoint_every_steps": 1000}), tmp_path / "straight")  # saves change nothing
