@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import pathlib
 import sys
-import tempfile
 from typing import Any
 
 from absl import app, flags, logging
@@ -37,6 +36,7 @@ def reexport(name: str, workdir: str | pathlib.Path) -> dict[str, Any]:
   WORKDIR/export. Returns {"export", "metrics", "checks", "checks_passed"}."""
   import zoo  # pylint: disable=import-outside-toplevel
   import zoo.data  # pylint: disable=import-outside-toplevel
+  from train.trainer import export_checkpoint  # pylint: disable=import-outside-toplevel
   from zoo import checkpoint, hub, registry  # pylint: disable=import-outside-toplevel
 
   spec = registry.get_spec(name)
@@ -58,16 +58,10 @@ def reexport(name: str, workdir: str | pathlib.Path) -> dict[str, Any]:
     if limit:
       eval_data = {k: v[:limit] for k, v in eval_data.items()}
     metrics = {k: float(v) for k, v in family.evaluate(model, eval_data).items()}
-    checks = list(family.verify(model))
     kept = {k: old["metrics"][k] for k in ("train_steps", "best_step") if k in (old.get("metrics") or {})}
-    sections = dict(old.get("card_sections") or {})
-    if family.card_sections:
-      sections.update(family.card_sections(model, metrics, checks, hub.shipped_records(exclude=name)))
-    with tempfile.TemporaryDirectory() as tmp:
-      plots = list(family.plot(model, eval_data, pathlib.Path(tmp))) if family.plot else []
-      export = checkpoint.save(model, pathlib.Path(workdir) / "export", name=name, model_kwargs=old["model_kwargs"],
-                               config=config, metrics={**metrics, **kept}, checks=checks, plots=plots,
-                               card_sections=sections or None)
+    export, checks = export_checkpoint(model, name, eval_data, metrics, pathlib.Path(workdir) / "export",
+                                       model_kwargs=old["model_kwargs"], config=config, bookkeeping=kept,
+                                       sections=old.get("card_sections"))
   return {"export": str(export), "metrics": metrics, "checks": [str(c) for c in checks],
           "checks_passed": all(c.passed for c in checks)}
 

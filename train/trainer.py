@@ -346,6 +346,26 @@ def _truncate_log(path: pathlib.Path, step: int) -> None:
   tmp.replace(path)
 
 
+def export_checkpoint(model: nnx.Module, name: str, eval_data: dict[str, Any], metrics: dict[str, float],
+                      directory: pathlib.Path, *, model_kwargs: dict[str, Any], config: dict[str, Any],
+                      bookkeeping: dict[str, Any], sections: dict[str, str] | None = None
+                      ) -> tuple[pathlib.Path, list[registry.Check]]:
+  """Verifies `model` (its family's `verify`), adds the family's card sections (over `sections`) and plots, and
+  saves it as a zoo checkpoint at `directory` with `metrics` and the run's `bookkeeping` values. What the trainer
+  and `train.reexport` export. Returns (the checkpoint's path, the checks)."""
+  family = registry.get_spec(name).family
+  checks = list(family.verify(model))
+  sections = dict(sections or {})
+  if family.card_sections:
+    from zoo import hub  # pylint: disable=import-outside-toplevel
+    sections.update(family.card_sections(model, metrics, checks, hub.shipped_records(exclude=name)))
+  with tempfile.TemporaryDirectory() as tmp:
+    plots = list(family.plot(model, eval_data, pathlib.Path(tmp))) if family.plot else []
+    path = checkpoint.save(model, directory, name=name, model_kwargs=model_kwargs, config=config,
+                           metrics={**metrics, **bookkeeping}, checks=checks, plots=plots, card_sections=sections)
+  return path, checks
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[str, Any]:
   """Trains `config.model` as configured, resuming from WORKDIR if it holds a checkpoint; returns the export's
   metrics (and its path under "export", and whether every recorded check passed under "checks_passed"); the same
@@ -475,17 +495,9 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict[str
   metrics = {k: float(v) for k, v in family.evaluate(model, run.eval_data).items()}
   result.update(metrics=metrics, best_step=best)
   if config.export:
-    checks = list(family.verify(model))
-    sections = None
-    if family.card_sections:
-      from zoo import hub  # pylint: disable=import-outside-toplevel
-      sections = family.card_sections(model, metrics, checks, hub.shipped_records(exclude=config.model))
-    with tempfile.TemporaryDirectory() as tmp:
-      plots = list(family.plot(model, run.eval_data, pathlib.Path(tmp))) if family.plot else []
-      export = checkpoint.save(
-          model, workdir / "export", name=config.model, model_kwargs=model_kwargs,
-          config=config.to_dict(), metrics={**metrics, "train_steps": step, "best_step": best}, checks=checks,
-          plots=plots, card_sections=sections)
+    export, checks = export_checkpoint(model, config.model, run.eval_data, metrics, workdir / "export",
+                                       model_kwargs=model_kwargs, config=config.to_dict(),
+                                       bookkeeping={"train_steps": step, "best_step": best})
     result["export"] = str(export)
     result["checks"] = [str(c) for c in checks]
     result["checks_passed"] = all(c.passed for c in checks)  # `zoo ship` refuses an export whose checks failed
