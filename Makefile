@@ -21,7 +21,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q -n 2 --dist loadfile
 
 test-slow: $(STAMP)
-	$(PY) -m pytest -q -n 2 --dist loadfile -m slow
+	ZOO_TEST_XLA_DEFAULT=1 $(PY) -m pytest -q -n 2 --dist loadfile -m slow
 
 # Real image data offline: Debian's dataset-fashion-mnist (Fashion-MNIST's four IDX files in
 # /usr/share/datasets/fashion-mnist, read by zoo/data/fashion_mnist.py). Needs apt and root (sudo when not root).

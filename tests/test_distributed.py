@@ -45,7 +45,7 @@ def _start(workdir, processes: int, devices: int, *flags, config=MASSNET, heartb
       cmd += [f"--coordinator_address=127.0.0.1:{port}", f"--num_processes={processes}", f"--process_id={i}",
               f"--heartbeat_timeout={heartbeat}"]
     env = {**os.environ, "JAX_NUM_CPU_DEVICES": str(devices), "PYTHONPATH": str(ROOT)}
-    env.pop("XLA_FLAGS", None)
+    env["XLA_FLAGS"] = " ".join(f for f in env.get("XLA_FLAGS", "").split() if "device_count" not in f)
     out = open(f"{workdir}.p{i}.out", "w")  # pylint: disable=consider-using-with
     err = open(f"{workdir}.p{i}.err", "w")  # pylint: disable=consider-using-with
     procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=err))

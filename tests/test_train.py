@@ -112,7 +112,7 @@ def test_two_devices_shard_the_batch_and_give_the_same_losses(tmp_path):
   settings = {"epochs": 2, "max_train_examples": 256, "export": False}
   one = train_and_evaluate(_config(**settings), tmp_path / "one")
   proc = _subprocess_train(tmp_path / "two", *(f"--config.{k}={v}" for k, v in settings.items()),
-                           env={"XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
+                           env={"XLA_FLAGS": os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"})
   two = json.loads((tmp_path / "two" / "result.json").read_text())
   assert proc.stdout.count("done:") == 1 and "{" not in proc.stdout  # the result once, for people
   assert one["devices"] == 1 and two["devices"] == 2  # the trainer's mesh spans both devices

@@ -20,6 +20,7 @@ from zoo.registry import Check
 
 VERIFY_TOL = 1e-3               # float32 and power-iteration accuracy (~1e-6 per layer after refresh)
 ASCENT_LR = 1e-2
+MIN_DELTA = 1e-3               # ‖δ‖ below which an adversarial pair's ratio is round-off, not signal
 
 
 @functools.partial(jax.jit, static_argnames="graphdef")
@@ -30,9 +31,11 @@ def _ascent_step(graphdef: nnx.GraphDef, state: nnx.State, z: tuple[jax.Array, j
     xa, da = z
     f = nnx.merge(graphdef, state)
     diff = f(xa + da) - f(xa)
-    log_ratio2 = (jnp.log(jnp.sum(diff ** 2, axis=1) + 1e-30)
-                  - jnp.log(jnp.sum(da.reshape(da.shape[0], -1) ** 2, 1)))
-    return -jnp.sum(log_ratio2), jnp.exp(0.5 * log_ratio2)
+    delta2 = jnp.sum(da.reshape(da.shape[0], -1) ** 2, 1)
+    log_ratio2 = jnp.log(jnp.sum(diff ** 2, axis=1) + 1e-30) - jnp.log(delta2 + 1e-30)
+    # A pair whose δ shrank below MIN_DELTA is float32 noise over a tiny step, not a ratio: it does not count.
+    counted = jnp.isfinite(log_ratio2) & (delta2 > MIN_DELTA ** 2)
+    return -jnp.sum(log_ratio2), jnp.where(counted, jnp.exp(0.5 * log_ratio2), 0.0)
 
   (_, ratios), grads = jax.value_and_grad(neg_log_ratio, has_aux=True)(z)
   updates, opt_state = optax.adam(ASCENT_LR).update(grads, opt_state)
