@@ -47,7 +47,7 @@ def _flat_metrics(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, Any
 
 # Numbers a training run records that are not measurements of the model's quality: kept out of the Hub's
 # model-index (eval results) and shown as training facts / model size instead.
-BOOKKEEPING = ("best_step", "train_steps", "rollout_steps", "steps", "epochs")
+BOOKKEEPING = ("best_step", "train_steps", "rollout_steps", "steps", "epochs", "seed")
 SIZE = ("state_bytes", "compression_vs_float32", "num_params")
 
 
