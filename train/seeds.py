@@ -71,8 +71,8 @@ def card_section(seeds: Sequence[int], per_seed: Sequence[Mapping[str, float]], 
   keys = list(per_seed[0])
   stats = summary(per_seed)
   lines = [f"Trained as {len(seeds)} seeds side by side in one compiled program (`num_seeds={len(seeds)}`: seeds "
-           f"{seeds[0]}-{seeds[-1]}, each with its own initial weights and batch order, the same as {len(seeds)} "
-           f"separate runs). These weights are seed {seeds[exported]}, the best by `{metric}` ({mode}) at the "
+           f"{seeds[0]}-{seeds[-1]}, each with its own initial weights and batch order, as in {len(seeds)} "
+           f"separate runs, to round-off). These weights are seed {seeds[exported]}, the best by `{metric}` ({mode}) at the "
            f"checkpoint chosen by the seeds' mean `{metric}` (step {best_step}); its metrics above are one seed's, "
            f"selected as the best of {len(seeds)}. Every seed's metrics on the same split, and mean ± sample std "
            f"(ddof = 1):", "",
