@@ -126,3 +126,23 @@ def test_card_marks_metrics_without_a_published_number():
   body = cards.render({"metrics": {"accuracy": 0.9, "loss": 0.3}}, spec)
   assert "93.91%" in body and "arXiv:2203.03689" in body
   assert f"| loss | test | 0.3 | {cards.NO_REFERENCE} |" in body and "no published number exists" in body
+
+
+@pytest.mark.parametrize("name, x64", [("massnet-sir", True), ("volnet-pendulum", True),
+                                       ("invariance-node-spiral", True), ("resnet18-digits", False)])
+def test_float64_cards_say_where_they_run(name, x64, monkeypatch):
+  """A float64 family's card says it runs on CPUs and GPUs and raises Float64UnavailableError on TPUs (as loading
+  it there does); the shipped card says it too."""
+  import jax
+
+  from zoo import errors
+  spec = zoo.get_spec(name)
+  assert spec.family.x64 is x64
+  body = cards.render({"metrics": {"x": 1.0}}, spec)
+  assert (cards.FLOAT64_LIMITATION in body) is x64
+  assert (cards.FLOAT64_LIMITATION in (hub.checkpoints_dir() / name / "README.md").read_text()) is x64
+  if x64:
+    assert "Float64UnavailableError" in body and "TPU" in body
+    monkeypatch.setattr(jax, "default_backend", lambda: "tpu")
+    with pytest.raises(errors.Float64UnavailableError, match="no native float64"):
+      zoo.load(name)

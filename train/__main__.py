@@ -97,6 +97,10 @@ def format_result(result: dict, workdir: str) -> str:
   metrics = result.get("metrics") or {}
   if metrics:
     lines.append("metrics: " + ", ".join(f"{k} {num(v)}" for k, v in metrics.items()))
+  if result.get("seed_summary"):
+    lines.append(f"seeds: {len(result.get('seeds', []))} side by side, exported seed {result.get('exported_seed')}; "
+                 "mean ± std: " + ", ".join(f"{k} {num(s['mean'])} ± {num(s['std'])}"
+                                            for k, s in result["seed_summary"].items()))
   if "export" in result:
     checks = result.get("checks") or []
     lines.append(f"checks: {'all ' + str(len(checks)) + ' passed' if result.get('checks_passed') else 'FAILED'}")

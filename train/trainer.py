@@ -16,6 +16,16 @@ Many processes (`train.distributed`, README "Training on many hosts"): the mesh 
 each process reads only its rows of each global batch and feeds them with `jax.make_array_from_process_local_data`;
 orbax saves and restores collectively, with explicit shardings on this run's mesh (so a checkpoint resumes on any
 topology); process 0 alone evaluates (on its own copy of the weights, metrics broadcast to all), logs and exports.
+
+Seeds side by side (`num_seeds = S > 1`, `train.seeds`): the model and optimizer hold S stacked copies (seed
+config.seed + i, each built and batched as its own one-seed run); the train step is `nnx.vmap`ped over them and the
+batches are (S, batch, ...). Evaluation runs per seed; the best checkpoint is the one with the best mean
+`best_metric`; the export is the seed with the best `best_metric` there, its card and WORKDIR/result.json carry
+every seed's metrics and their mean ± std.
+
+Mixed precision (`compute_dtype = "bfloat16"`, image classifiers): the loss sees `zoo.nn.precision.compute_view`
+of the model (layers compute in bfloat16); weights, gradients, optimizer state and the loss stay float32.
+Evaluation, verification and the export compute in float32, as `zoo.load` gives the model to users.
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ import time
 from typing import Any, Callable
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
@@ -38,7 +49,7 @@ from absl import logging
 from flax import nnx
 
 import zoo.data
-from train import distributed
+from train import distributed, seeds
 from zoo import checkpoint, errors, registry
 
 
@@ -85,8 +96,9 @@ class TrainExamples:
     self._positions = np.zeros((0, 0), np.int64)
 
   def start_epoch(self, order: np.ndarray) -> None:
-    """order: (steps, batch_size) global example indices of the epoch's batches."""
-    local = order[:, self.rows]
+    """order: (steps, batch_size) global example indices of the epoch's batches, or (steps, seeds, batch_size) for
+    seeds side by side (each seed its own order)."""
+    local = order[..., self.rows]
     if self.whole is not None:
       self._table, self._positions = self.whole, local
     else:
@@ -94,39 +106,60 @@ class TrainExamples:
       self._table, self._positions = zoo.data.gather(self.source, needed), np.searchsorted(needed, local)
 
   def batch(self, i: int) -> dict[str, np.ndarray]:
-    """This process's rows of the epoch's batch `i`: {feature: (rows, ...)}."""
+    """This process's rows of the epoch's batch `i`: {feature: ([seeds,] rows, ...)}."""
     return {k: v[self._positions[i]] for k, v in self._table.items()}
 
   def epoch(self) -> dict[str, np.ndarray]:
-    """This process's rows of every batch of the epoch: {feature: (steps, rows, ...)}."""
+    """This process's rows of every batch of the epoch: {feature: (steps, [seeds,] rows, ...)}."""
     return {k: v[self._positions] for k, v in self._table.items()}
 
 
-def make_train_step(loss: Callable[..., tuple[jax.Array, dict]]) -> Callable[..., tuple[jax.Array, dict]]:
-  """`step(optimizer, model, batch) -> (loss, aux)`: one jitted gradient step of a family loss
-  (`nnx.value_and_grad`, then `optimizer.update`); the trainer's step, also timed by the benchmarks."""
+def mixed_precision(loss: Callable[..., tuple[jax.Array, dict]], dtype: str) -> Callable[..., tuple[jax.Array, dict]]:
+  """`loss` computed by the model's layers in `dtype` (`zoo.nn.precision.compute_view`: bfloat16 compute, float32
+  weights, so float32 gradients and optimizer state); the loss value and aux in float32."""
+  from zoo.nn import precision  # pylint: disable=import-outside-toplevel
 
-  @nnx.jit
-  def train_step(optimizer: nnx.Optimizer, model: nnx.Module, batch: dict) -> tuple[jax.Array, dict]:
+  def low_precision_loss(model: nnx.Module, batch: dict) -> tuple[jax.Array, dict]:
+    value, aux = loss(precision.compute_view(model, dtype), batch)
+    return value.astype(jnp.float32), {k: jnp.asarray(v, jnp.float32) for k, v in aux.items()}
+
+  return low_precision_loss
+
+
+def _gradient_step(loss: Callable[..., tuple[jax.Array, dict]], num_seeds: int) -> Callable[..., tuple[jax.Array, dict]]:
+  """`step(optimizer, model, batch) -> (loss, aux)` (not jitted); with num_seeds > 1 `nnx.vmap`ped over the leading
+  axis of the stacked optimizer, model and batch (`train.seeds`): each seed its own gradient step."""
+
+  def step(optimizer: nnx.Optimizer, model: nnx.Module, batch: dict) -> tuple[jax.Array, dict]:
     (value, aux), grads = nnx.value_and_grad(loss, has_aux=True)(model, batch)
     optimizer.update(model, grads)
     return value, aux
 
-  return train_step
+  return nnx.vmap(step, in_axes=0, out_axes=0) if num_seeds > 1 else step
 
 
-def make_train_epoch(loss: Callable[..., tuple[jax.Array, dict]]) -> Callable[..., tuple[jax.Array, dict]]:
+def make_train_step(loss: Callable[..., tuple[jax.Array, dict]], num_seeds: int = 1
+                    ) -> Callable[..., tuple[jax.Array, dict]]:
+  """`step(optimizer, model, batch) -> (loss, aux)`: one jitted gradient step of a family loss
+  (`nnx.value_and_grad`, then `optimizer.update`); the trainer's step, also timed by the benchmarks. With
+  num_seeds = S > 1: stacked optimizer and model (`train.seeds.stack`), batch {feature: (S, batch, ...)}, loss (S,)."""
+  return nnx.jit(_gradient_step(loss, num_seeds))
+
+
+def make_train_epoch(loss: Callable[..., tuple[jax.Array, dict]], num_seeds: int = 1
+                     ) -> Callable[..., tuple[jax.Array, dict]]:
   """`epoch(optimizer, model, batches) -> (losses (steps,), aux {name: (steps,)})`: every step of an epoch as one
   compiled program (`nnx.scan` of `make_train_step`'s body over the batches' leading axis), the model and
-  optimizer state donated (updated in place). One dispatch per epoch instead of one per step."""
+  optimizer state donated (updated in place). One dispatch per epoch instead of one per step. With num_seeds =
+  S > 1: batches {feature: (steps, S, batch, ...)}, losses (steps, S)."""
+  step = _gradient_step(loss, num_seeds)
 
   @nnx.jit(donate_argnums=(0, 1))
   def train_epoch(optimizer: nnx.Optimizer, model: nnx.Module, batches: dict) -> tuple[jax.Array, dict]:
     @nnx.scan(in_axes=(nnx.Carry, 0), out_axes=(nnx.Carry, 0))
     def body(carry, batch):
       opt, mdl = carry
-      (value, aux), grads = nnx.value_and_grad(loss, has_aux=True)(mdl, batch)
-      opt.update(mdl, grads)
+      value, aux = step(opt, mdl, batch)
       return (opt, mdl), (value, aux)
 
     _, (values, aux) = body((optimizer, model), batches)
@@ -155,8 +188,12 @@ class _Run:
       raise ValueError(f"batch_size {config.batch_size} must be divisible by the {len(devices)} devices.")
     self.mesh = jax.make_mesh((len(devices),), ("data",), devices=devices,
                               axis_types=(jax.sharding.AxisType.Auto,))
+    self.seeds = seeds.of(config)
+    self.stacked = len(self.seeds) > 1  # seeds side by side: a leading seed axis on the state and the batches
+    lead = (None,) if self.stacked else ()
     self.data_sharding = jax.NamedSharding(self.mesh, jax.P("data"))
-    self.epoch_sharding = jax.NamedSharding(self.mesh, jax.P(None, "data"))  # (steps, batch, ...) for scan_epoch
+    self.batch_sharding = jax.NamedSharding(self.mesh, jax.P(*lead, "data"))  # ([seeds,] batch, ...)
+    self.epoch_sharding = jax.NamedSharding(self.mesh, jax.P(None, *lead, "data"))  # (steps, [seeds,] batch, ...)
     self.replicated = jax.NamedSharding(self.mesh, jax.P())
 
     # Process 0 prepares the dataset first (a shared ZOO_DATA_DIR must not be written by two processes at once);
@@ -176,8 +213,11 @@ class _Run:
     self.total_steps = self.steps_per_epoch * config.epochs
 
     self.model_kwargs = {**self.spec.kwargs, **config.model_overrides.to_dict()}
-    self.model = self.spec.build(config.seed, **config.model_overrides.to_dict())
-    self.optimizer = nnx.Optimizer(self.model, make_optimizer(config.optimizer, self.total_steps, self.steps_per_epoch), wrt=nnx.Param)
+    tx = make_optimizer(config.optimizer, self.total_steps, self.steps_per_epoch)
+    models = [self.spec.build(seed, **config.model_overrides.to_dict()) for seed in self.seeds]
+    optimizers = [nnx.Optimizer(model, tx, wrt=nnx.Param) for model in models]
+    self.model, self.optimizer = ((seeds.stack(models), seeds.stack(optimizers)) if self.stacked
+                                  else (models[0], optimizers[0]))
     self._replicate()
 
     sign = -1.0 if config.best_mode == "min" else 1.0
@@ -214,11 +254,12 @@ class _Run:
     host = np.asarray(local)
     return jax.make_array_from_callback(host.shape, self.replicated, lambda index: host[index])
 
-  def local_model(self) -> nnx.Module:
-    """The model as this process's own copy on its first local device: what evaluation, verification, plots and
-    the export use (no collective, so process 0 runs them alone; the same arrays on any topology)."""
+  def local_models(self) -> list[nnx.Module]:
+    """Each seed's model as this process's own copy on its first local device: what evaluation, verification,
+    plots and the export use (no collective, so process 0 runs them alone; the same arrays on any topology)."""
     graphdef, state = nnx.split(self.model)
-    return nnx.merge(graphdef, distributed.local_copy(state))
+    local = nnx.merge(graphdef, distributed.local_copy(state))
+    return seeds.unstack(local) if self.stacked else [local]
 
   def save(self, step: int, metrics: dict[str, float] | None) -> None:
     tree = {k: checkpoint.storable(v.to_pure_dict()) for k, v in self._states().items()}
@@ -241,23 +282,32 @@ class _Run:
     """Starts from the weights of a zoo model (matching paths and shapes; through quantization wrappers)."""
     from zoo import hub, quant  # pylint: disable=import-outside-toplevel
 
-    copied = quant.transfer(hub.load(source), self.model)
+    models = seeds.unstack(self.model) if self.stacked else [self.model]
+    shipped = hub.load(source)
+    copied = [quant.transfer(shipped, model) for model in models][0]  # every seed starts from these weights
     if not copied:
       raise ValueError(f"init_from={source!r}: no variable of it matches {self.config.model} (paths and shapes).")
+    if self.stacked:
+      nnx.update(self.model, nnx.state(seeds.stack(models)))
     self._replicate()
     logging.info("Initialised %d variables from %s", len(copied), source)
 
   # -- the loop -----------------------------------------------------------------------------------
 
-  def evaluate(self) -> dict[str, float]:
-    """The family's metrics, computed by process 0 on its own copy of the weights and sent to every process
-    (each needs them to keep the same best checkpoint)."""
+  def evaluate(self) -> list[dict[str, float]]:
+    """Each seed's metrics (the family's evaluate), computed by process 0 on its own copy of the weights and sent
+    to every process (each needs them to keep the same best checkpoint)."""
     out = None
     if distributed.is_primary():
-      model = self.local_model()
-      model.eval()
-      out = {k: float(v) for k, v in self.family.evaluate(model, self.eval_data).items()}
+      out = []
+      for model in self.local_models():
+        model.eval()
+        out.append({k: float(v) for k, v in self.family.evaluate(model, self.eval_data).items()})
     return distributed.broadcast_json(out)
+
+
+MAX_SEEDS = 1024
+COMPUTE_DTYPES = ("float32", "bfloat16")  # config.compute_dtype; a family lists the ones it takes
 
 
 def _is_key(x: Any) -> bool:
@@ -314,6 +364,23 @@ def validate_config(config: ml_collections.ConfigDict, workdir: str | pathlib.Pa
     raise bad("optimizer.name", "must name an optax optimizer (adam, adamw, sgd, rmsprop, ...)")
   if not isinstance(config.get("scan_epoch", False), bool):
     raise bad("scan_epoch", "must be True or False")
+  if "num_seeds" in config:  # configs written before it existed train one seed
+    number("num_seeds", 1, MAX_SEEDS, integer=True)
+  if config.get("num_seeds", 1) > 1 and jax.process_count() > 1:
+    raise bad("num_seeds", f"must be 1 in a run of several processes ({jax.process_count()} here): seeds side by "
+                           f"side run in one process, on all of its devices; run one multi-process job per seed")
+  compute_dtype = config.get("compute_dtype", "float32")
+  if compute_dtype not in COMPUTE_DTYPES:
+    raise bad("compute_dtype", f"must be one of {', '.join(map(repr, COMPUTE_DTYPES))}")
+  if compute_dtype not in spec.family.compute_dtypes:
+    if spec.family.x64:
+      why = (f"{spec.family.name} computes in float64 (its guarantee holds to float64 round-off), so it has no "
+             f"reduced-precision mode; keep 'float32' (which trains it in its own float64)")
+    else:
+      taking = sorted(f.name for f in {s.family for s in registry.specs()} if compute_dtype in f.compute_dtypes)
+      why = (f"the {spec.family.name} family computes in float32 only (its layers take no compute dtype); "
+             f"{compute_dtype!r} is for the families {', '.join(taking)}")
+    raise bad("compute_dtype", f"{why}")
   if _field(config, "best_mode") not in ("min", "max"):
     raise bad("best_mode", "must be 'min' or 'max'")
   if not isinstance(_field(config, "best_metric"), str) or not config.best_metric:
@@ -395,11 +462,15 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict[str
 
   run = _Run(config, workdir)
   family = run.family
-  train_step = make_train_step(family.loss)
-  train_epoch = make_train_epoch(family.loss) if config.get("scan_epoch") else None
+  num_seeds = len(run.seeds)
+  loss = family.loss
+  if config.get("compute_dtype", "float32") != "float32":
+    loss = mixed_precision(loss, config.compute_dtype)
+  train_step = make_train_step(loss, num_seeds=num_seeds) if run.stacked else make_train_step(loss)
+  train_epoch = make_train_epoch(loss, num_seeds=num_seeds) if config.get("scan_epoch") else None
   probe = None  # best_metric must be one of evaluate()'s keys: checked on a few examples, before training
   if distributed.is_primary():
-    model = run.local_model()
+    model = run.local_models()[0]
     model.eval()
     probe = sorted(family.evaluate(model, {k: v[: min(len(v), config.batch_size)] for k, v in run.eval_data.items()}))
   probe = distributed.broadcast_json(probe)  # every process stops alike on a bad config
@@ -415,8 +486,8 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict[str
     step = latest
     logging.info("Resumed %s from step %d in %s", config.model, step, workdir)
   else:
-    logging.info("Training %s from scratch (seed %d) on %d device(s) in %d process(es)", config.model, config.seed,
-                 len(jax.devices()), jax.process_count())
+    logging.info("Training %s from scratch (seed%s %s) on %d device(s) in %d process(es)", config.model,
+                 "s" if run.stacked else "", ", ".join(map(str, run.seeds)), len(jax.devices()), jax.process_count())
     if config.get("init_from"):
       run.init_from(config.init_from)
 
@@ -427,54 +498,71 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict[str
   if primary:
     _truncate_log(log_path, step)  # a resume repeats the steps after its checkpoint: drop their old records
   eval_every = max(1, config.eval_every_epochs) * run.steps_per_epoch
+  batch_shape = (num_seeds, config.batch_size) if run.stacked else (config.batch_size,)
   start = time.perf_counter()
   with open(log_path if primary else os.devnull, "a") as log, tqdm(
       total=run.total_steps, initial=step, desc=config.model, disable=None if primary else True,
       mininterval=2.0) as bar:
-    def finish(step: int, epoch: int, loss: float, aux: dict, may_save: bool = True, save: bool = False) -> None:
-      """After `step`: divergence check, the log record, evaluation and checkpoint when due."""
+    def finish(step: int, epoch: int, loss: Any, aux: dict, may_save: bool = True, save: bool = False) -> None:
+      """After `step`: divergence check, the log record, evaluation and checkpoint when due. `loss` and `aux`'s
+      values are scalars, or one per seed side by side (S,): the record then holds their means and, under
+      "seeds", every seed's values."""
       bar.update(1)
-      if not math.isfinite(loss):
+      losses = np.atleast_1d(np.asarray(loss, np.float64))
+      if not np.all(np.isfinite(losses)):
+        which = f" of seed {', '.join(str(run.seeds[i]) for i in np.flatnonzero(~np.isfinite(losses)))}" \
+            if run.stacked else ""
         raise errors.TrainingDivergedError(
-            f"{config.model}: the loss is {loss} at step {step} (epoch {epoch}); training stopped and "
-            f"nothing was exported. Lower config.optimizer.lr (now {config.optimizer.lr}) or set "
-            f"config.optimizer.grad_clip.")
-      record: dict[str, Any] = {"step": step, "epoch": epoch, "loss": loss, **{k: float(v) for k, v in aux.items()}}
+            f"{config.model}: the loss{which} is {losses[~np.isfinite(losses)][0]} at step {step} (epoch {epoch}); "
+            f"training stopped and nothing was exported. Lower config.optimizer.lr (now {config.optimizer.lr}) or "
+            f"set config.optimizer.grad_clip.")
+      record: dict[str, Any] = {"step": step, "epoch": epoch, "loss": float(losses.mean()),
+                                **{k: float(np.mean(v)) for k, v in aux.items()}}
+      if run.stacked:
+        record["seeds"] = {"seed": run.seeds, "loss": losses.tolist(),
+                           **{k: np.asarray(v, np.float64).tolist() for k, v in aux.items()}}
       metrics = None
       if step % eval_every == 0 or step == run.total_steps:
-        metrics = run.evaluate()
+        per_seed = run.evaluate()
+        metrics = {k: float(np.mean([m[k] for m in per_seed])) for k in per_seed[0]}  # one seed: its metrics
         record.update({f"eval/{k}": v for k, v in metrics.items()})
+        if run.stacked:
+          record["eval_seeds"] = {k: [m[k] for m in per_seed] for k in per_seed[0]}
         record["seconds"] = time.perf_counter() - start
-        logging.info("step %d epoch %d loss %.4g %s", step, epoch, loss,
-                     " ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
+        logging.info("step %d epoch %d loss %.4g %s%s", step, epoch, record["loss"],
+                     " ".join(f"{k}={v:.4g}" for k, v in metrics.items()),
+                     f" (means over {num_seeds} seeds)" if run.stacked else "")
       log.write(json.dumps(record) + "\n")
       log.flush()
       if may_save and (save or metrics is not None or step % config.checkpoint_every_steps == 0):
-        run.save(step, metrics)
+        run.save(step, metrics)  # the best checkpoint: by the seeds' mean best_metric
 
     for epoch in range(step // run.steps_per_epoch, config.epochs):
-      run.train_data.start_epoch(batch_order(config.seed, epoch, run.num_train, config.batch_size))
+      orders = [batch_order(seed, epoch, run.num_train, config.batch_size) for seed in run.seeds]
+      run.train_data.start_epoch(np.stack(orders, axis=1) if run.stacked else orders[0])  # (steps, [S,] batch)
       first = step - epoch * run.steps_per_epoch
       if train_epoch is not None and first == 0:  # the whole epoch as one compiled scan
         rows = run.train_data.epoch()
         batches = {k: jax.make_array_from_process_local_data(
-            run.epoch_sharding, v, (run.steps_per_epoch, config.batch_size, *v.shape[2:])) for k, v in rows.items()}
+            run.epoch_sharding, v, (run.steps_per_epoch, *batch_shape, *v.shape[len(batch_shape) + 1:]))
+            for k, v in rows.items()}
         losses, auxs = train_epoch(run.optimizer, run.model, batches)
         losses, auxs = np.asarray(losses), {k: np.asarray(v) for k, v in auxs.items()}
         crossed = (step + run.steps_per_epoch) // config.checkpoint_every_steps > step // config.checkpoint_every_steps
         for i in range(run.steps_per_epoch):  # the state exists only at the epoch's end: save only there
           last = i == run.steps_per_epoch - 1
-          finish(step + i + 1, epoch, float(losses[i]), {k: v[i] for k, v in auxs.items()}, may_save=last,
+          finish(step + i + 1, epoch, losses[i], {k: v[i] for k, v in auxs.items()}, may_save=last,
                  save=last and crossed)
         step += run.steps_per_epoch
         continue
       for i in range(first, run.steps_per_epoch):
         rows = run.train_data.batch(i)  # this process's rows of the global batch, assembled into global arrays
-        batch = {k: jax.make_array_from_process_local_data(run.data_sharding, v, (config.batch_size, *v.shape[1:]))
+        batch = {k: jax.make_array_from_process_local_data(run.batch_sharding, v,
+                                                           (*batch_shape, *v.shape[len(batch_shape):]))
                  for k, v in rows.items()}
         loss, aux = train_step(run.optimizer, run.model, batch)
         step += 1
-        finish(step, epoch, float(loss), aux)
+        finish(step, epoch, loss, aux)
   run.manager.wait_until_finished()
 
   # 5. export the best
@@ -487,17 +575,30 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict[str
     distributed.barrier("export", timeout_s=float(os.environ.get("ZOO_EXPORT_TIMEOUT") or 3600))
     run.manager.close()
     return {**result, "process": jax.process_index(), "best_step": best}
-  model, model_kwargs = run.local_model(), run.model_kwargs
-  model.eval()
-  if family.export:
-    model, model_kwargs = family.export(model, dict(model_kwargs))
+  exported, per_seed = [], []
+  for model in run.local_models():
+    model_kwargs = run.model_kwargs
     model.eval()
-  metrics = {k: float(v) for k, v in family.evaluate(model, run.eval_data).items()}
+    if family.export:
+      model, model_kwargs = family.export(model, dict(model_kwargs))
+      model.eval()
+    exported.append((model, model_kwargs))
+    per_seed.append({k: float(v) for k, v in family.evaluate(model, run.eval_data).items()})
+  chosen = seeds.best_index(per_seed, config.best_metric, config.best_mode) if run.stacked else 0
+  model, model_kwargs = exported[chosen]
+  metrics = per_seed[chosen]
   result.update(metrics=metrics, best_step=best)
+  bookkeeping: dict[str, Any] = {"train_steps": step, "best_step": best}
+  sections = None
+  if run.stacked:  # every seed's metrics, their mean ± std, and which seed the export is
+    result.update(seeds=[{"seed": s, "metrics": m} for s, m in zip(run.seeds, per_seed)],
+                  seed_summary=seeds.summary(per_seed), exported_seed=run.seeds[chosen])
+    bookkeeping["seed"] = run.seeds[chosen]
+    sections = {"Seeds": seeds.card_section(run.seeds, per_seed, chosen, config.best_metric, config.best_mode, best)}
   if config.export:
     export, checks = export_checkpoint(model, config.model, run.eval_data, metrics, workdir / "export",
                                        model_kwargs=model_kwargs, config=config.to_dict(),
-                                       bookkeeping={"train_steps": step, "best_step": best})
+                                       bookkeeping=bookkeeping, sections=sections)
     result["export"] = str(export)
     result["checks"] = [str(c) for c in checks]
     result["checks_passed"] = all(c.passed for c in checks)  # `zoo ship` refuses an export whose checks failed

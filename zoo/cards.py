@@ -47,8 +47,14 @@ def _flat_metrics(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, Any
 
 # Numbers a training run records that are not measurements of the model's quality: kept out of the Hub's
 # model-index (eval results) and shown as training facts / model size instead.
-BOOKKEEPING = ("best_step", "train_steps", "rollout_steps", "steps", "epochs")
+BOOKKEEPING = ("best_step", "train_steps", "rollout_steps", "steps", "epochs", "seed")
 SIZE = ("state_bytes", "compression_vs_float32", "num_params")
+
+
+# Where a float64 family runs (its card's Limitations; `zoo.nn.precision.check_float64_backend` enforces it).
+FLOAT64_LIMITATION = ("- Computes in float64 (its guarantee is stated to float64 round-off): runs on CPUs and GPUs. "
+                      "TPUs have no native float64, so there `zoo.load` and `zoo.create` raise "
+                      "`Float64UnavailableError` instead of silently computing in float32.")
 
 
 def is_bookkeeping(key: str) -> bool:
@@ -289,7 +295,10 @@ def render(manifest: Mapping[str, Any], spec: registry.ModelSpec, repo_id: str |
             "- The guarantee is a property of the architecture on these weights (checked by `zoo verify`); it does "
             "not make the predictions accurate.",
             "- Where this implementation departs from the paper is listed below (Deviations)." if spec.deviations
-            else "- No deviations from the paper are recorded.", ""]
+            else "- No deviations from the paper are recorded."]
+  if spec.family.x64:
+    lines += [FLOAT64_LIMITATION]
+  lines += [""]
   if spec.deviations:
     lines += ["## Deviations from the paper", "", spec.deviations, ""]
   config = manifest.get("config")

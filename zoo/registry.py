@@ -103,6 +103,9 @@ class Family:
       `demo`, `zoo run` evaluates on the test split and plots.
     paper: citation of the paper the family follows.
     x64: the family computes in float64; the zoo builds, trains, evaluates and verifies it in `precision()`.
+    compute_dtypes: the trainer's `compute_dtype` values the family takes. "bfloat16" (mixed precision) needs every
+      layer to compute in the `dtype` its `dtype` attribute names (flax's Conv, Linear, BatchNorm; the zoo's
+      `SpectralOperator`), set by `zoo.nn.precision.compute_view`; weights, optimizer state and loss stay float32.
   """
 
   name: str
@@ -116,6 +119,7 @@ class Family:
   card_sections: CardSectionsFn | None = None
   paper: str = ""
   x64: bool = False
+  compute_dtypes: tuple[str, ...] = ("float32",)
 
   def precision(self) -> contextlib.AbstractContextManager:
     """Context in which this family's arrays live (float64 where `x64`)."""

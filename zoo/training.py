@@ -67,6 +67,11 @@ def base_config(model: str, dataset: str) -> ml_collections.ConfigDict:
   c.init_from = ""                     # a zoo source (name, hf://, local-dir:) whose weights start a fresh run
   c.scan_epoch = False                 # compile each epoch as one scan over its batches (one dispatch per epoch);
                                        # checkpoints then fall on epoch ends
+  c.num_seeds = 1                      # S > 1: train seeds seed .. seed+S-1 side by side in one compiled program
+                                       # (vmapped model and optimizer states); the export is the best seed, its card
+                                       # and WORKDIR/result.json give every seed's metrics and their mean ± std
+  c.compute_dtype = "float32"          # "bfloat16": mixed precision for the families that take it (image
+                                       # classifiers): bf16 layer compute, float32 weights, optimizer and loss
   c.export = True                      # write WORKDIR/export (a zoo checkpoint with card) at the end
   c.smoke = False
   return c

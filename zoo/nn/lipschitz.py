@@ -135,6 +135,8 @@ class SpectralOperator(nnx.Module):
       (`track_min_singular=True`).
     use_running_average: True (eval, the default): use the stored vectors; False (`model.train()`): refine them
       by one iteration per call.
+    dtype: None (compute in the input's dtype), or the dtype the layer casts its input and normalised weights to
+      when called (mixed precision, `zoo.nn.precision.compute_view`); the normalisation itself stays float32.
   """
 
   input_shape: tuple[int, ...]
@@ -144,6 +146,7 @@ class SpectralOperator(nnx.Module):
     self.input_shape = tuple(int(d) for d in input_shape)
     self.normalize = normalize
     self.use_running_average = True
+    self.dtype = None
     self.kernel = nnx.Param(kernel)
     self.bias = nnx.Param(bias) if bias is not None else None
     shape = (1, *self.input_shape)
@@ -201,10 +204,15 @@ class SpectralOperator(nnx.Module):
       self.v[...] = v
     return jnp.linalg.norm(self.apply(v, kernel_hat))
 
+  def cast(self, *arrays: jax.Array) -> tuple[jax.Array, ...]:
+    """`arrays` in the layer's compute dtype (unchanged when `dtype` is None)."""
+    return arrays if self.dtype is None else tuple(jnp.asarray(a, self.dtype) for a in arrays)
+
   def __call__(self, x: jax.Array) -> jax.Array:
     """x: (batch, *input_shape) -> (batch, *output_shape)."""
-    y = self.apply(x, self.weight())
-    return y if self.bias is None else y + self.bias[...]
+    x, kernel = self.cast(x, self.weight())
+    y = self.apply(x, kernel)
+    return y if self.bias is None else y + self.cast(self.bias[...])[0]
 
   # -- measuring and refreshing ------------------------------------------------------------------------------
 
@@ -424,7 +432,8 @@ class ContractiveStep(nnx.Module):
 
   def __call__(self, x: jax.Array, h: jax.Array, kernel: jax.Array | None = None) -> jax.Array:
     kernel = self.conv.weight() if kernel is None else kernel
-    z = leaky_half(self.conv.apply(x, kernel) + self.conv.bias[...])
+    x, h, kernel, bias = self.conv.cast(x, h, kernel, self.conv.bias[...])
+    z = leaky_half(self.conv.apply(x, kernel) + bias)
     return x - h * self.conv.transpose(z, kernel)
 
 
@@ -441,6 +450,7 @@ class ExpansiveStep(nnx.Module):
                              rngs=rngs)  # isometric at init
 
   def __call__(self, x: jax.Array, h: jax.Array) -> jax.Array:
+    x, h = self.conv.cast(x, h)
     return x + h * leaky_half(self.conv(x))
 
 

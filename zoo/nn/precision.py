@@ -42,6 +42,21 @@ def float64_scope(enabled: bool = True) -> contextlib.AbstractContextManager:
   return jax.enable_x64(True)
 
 
+def compute_view(model: Any, dtype: Any) -> Any:
+  """`model` computing in `dtype` (mixed precision, e.g. bfloat16): a view (`nnx.with_attributes`) that shares every
+  variable with `model`, in which each layer with a `dtype` attribute (flax's Conv, ConvTranspose, Linear,
+  BatchNorm; the zoo's `SpectralOperator`) casts its input and weights to `dtype` when called.
+
+  The weights keep their own dtype (float32), so do their gradients and an optimizer's state; flax's BatchNorm
+  computes its statistics in at least float32 and stores them as such; updates of the view's variables (batch
+  statistics, power-iteration vectors) are updates of `model`'s. `model` itself still computes in float32.
+  ValueError when no layer of `model` takes a compute dtype."""
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  from flax import nnx  # pylint: disable=import-outside-toplevel
+
+  return nnx.with_attributes(model, dtype=jnp.dtype(dtype))
+
+
 def float64(fn: F) -> F:
   """Decorator: `fn` runs inside `float64_scope()`."""
 

@@ -17,6 +17,9 @@ from flax import nnx
 from zoo.registry import Check
 
 BATCH_INDEPENDENCE_BOUND = 1e-4  # float32 round-off of differently shaped batched convolutions
+# The trainer's `compute_dtype` values every classifier family takes: its layers are flax's Conv / Linear /
+# BatchNorm (or the zoo's SpectralOperator), which compute in their `dtype` attribute (`zoo.nn.precision`).
+COMPUTE_DTYPES = ("float32", "bfloat16")
 
 
 def unit_float(x: Any, xp: Any = jnp) -> Any:
@@ -27,8 +30,9 @@ def unit_float(x: Any, xp: Any = jnp) -> Any:
 
 
 def cross_entropy_loss(model: Any, batch: Mapping[str, Any]) -> tuple[jax.Array, dict]:
-  """Softmax cross-entropy of `model(images)` against integer labels; aux: batch accuracy."""
-  logits = model(unit_float(batch["image"]))
+  """Softmax cross-entropy of `model(images)` against integer labels, in float32 whatever dtype the model computes
+  in (mixed precision); aux: batch accuracy."""
+  logits = model(unit_float(batch["image"])).astype(jnp.float32)
   labels = jnp.asarray(batch["label"])
   ce = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, labels))
   return ce, {"accuracy": jnp.mean(jnp.argmax(logits, -1) == labels)}

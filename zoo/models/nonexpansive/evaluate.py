@@ -62,8 +62,9 @@ def multiclass_hinge(logits: jax.Array, labels: jax.Array, margin: float) -> jax
 
 
 def loss(model: NonexpansiveResNet, batch) -> tuple[jax.Array, dict]:
-  """Hinge loss (margin `model.margin`) + `model.orth_weight` × orthogonality penalty."""
-  logits = model(unit_float(batch["image"]))
+  """Hinge loss (margin `model.margin`) + `model.orth_weight` × orthogonality penalty, in float32 whatever dtype the
+  model computes in (mixed precision)."""
+  logits = model(unit_float(batch["image"])).astype(jnp.float32)
   labels = jnp.asarray(batch["label"], jnp.int32)
   hinge = multiclass_hinge(logits, labels, model.margin)
   penalty = model.orthogonality_penalty() if model.orth_weight else jnp.zeros(())

@@ -12,6 +12,7 @@ from zoo.models.nonexpansive.model import NonexpansiveResNet
 from zoo.models.nonexpansive.report import card_sections, plot
 from zoo.models.nonexpansive.verify import verify
 from zoo.registry import Family, register
+from zoo.tasks.classification import COMPUTE_DTYPES
 
 DATASET_NAMES = {"digits": "scikit-learn digits", "fashion_mnist": "Fashion-MNIST", "cifar10": "CIFAR-10"}
 
@@ -35,7 +36,7 @@ def reference(constrained: bool, input_shape: Sequence[int], dataset: str) -> di
 
 FAMILY = Family(
     name="nonexpansive", module=NonexpansiveResNet, loss=loss, evaluate=evaluate, verify=verify, plot=plot,
-    card_sections=card_sections,
+    card_sections=card_sections, compute_dtypes=COMPUTE_DTYPES,
     paper="Celledoni, Murari, Owren, Schönlieb, Sherry. Dynamical systems' based neural networks. SIAM J. Sci. "
           "Comput. 2023. arXiv:2210.02373; Sherry et al. Designing stable neural networks using convex analysis "
           "and ODEs. Physica D 2024. arXiv:2306.17332")

@@ -7,10 +7,11 @@ from zoo.models.resnet.model import ResNet18
 from zoo.models.resnet.report import card_sections, evaluate, export, loss, plot
 from zoo.models.resnet.verify import verify
 from zoo.registry import Family, register, register_variant
+from zoo.tasks.classification import COMPUTE_DTYPES
 
 FAMILY = Family(
     name="resnet", module=ResNet18, loss=loss, evaluate=evaluate, verify=verify, plot=plot, export=export,
-    card_sections=card_sections,
+    card_sections=card_sections, compute_dtypes=COMPUTE_DTYPES,
     paper="He, Zhang, Ren, Sun. Deep Residual Learning for Image Recognition. CVPR 2016. Quantization: Jaffe, "
           "Singh, Bullo. IDKM: Memory Efficient Neural Network Quantization via Implicit, Differentiable k-Means. "
           "arXiv:2312.07759; Cho et al. DKM. ICLR 2022, arXiv:2108.12659")

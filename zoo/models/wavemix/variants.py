@@ -7,9 +7,11 @@ from zoo.models.wavemix.model import ROTATE_RTN4, WaveMix
 from zoo.models.wavemix.report import evaluate, export, loss, plot
 from zoo.models.wavemix.verify import verify
 from zoo.registry import Family, register
+from zoo.tasks.classification import COMPUTE_DTYPES
 
 FAMILY = Family(
     name="wavemix", module=WaveMix, loss=loss, evaluate=evaluate, verify=verify, plot=plot, export=export,
+    compute_dtypes=COMPUTE_DTYPES,
     paper="Jeevan, Viswanathan, Anandhu, Sethi. WaveMix: A Resource-efficient Neural Network for Image Analysis. "
           "arXiv:2205.14375 (2022); rotation: Ashkboos et al. QuaRot: Outlier-Free 4-Bit Inference in Rotated "
           "LLMs. NeurIPS 2024.")
