@@ -11,14 +11,18 @@ import jax.numpy as jnp
 
 
 def gae(rewards: jax.Array, values: jax.Array, next_values: jax.Array, done: jax.Array, gamma: float,
-        lam: float) -> tuple[jax.Array, jax.Array]:
-  """Advantages Â_t = Σ_k (γλ)^k δ_{t+k}, δ_t = r_t + γ (1 − done_t) V(s_{t+1}) − V(s_t), and returns Â + V.
+        lam: float, terminal: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+  """Advantages Â_t = Σ_k (γλ)^k δ_{t+k} within each episode, δ_t = r_t + γ (1 − terminal_t) V(s_{t+1}) − V(s_t),
+  and returns Â + V.
 
   `rewards, values, next_values, done: (T, batch)`; `next_values[t]` is V of the state reached by step t (before any
-  reset), so a time-limit end can still bootstrap if the caller passes `done` only for true terminations.
+  reset). `done` ends the sum (nothing from the next episode leaks in); `terminal` (default `done`) also drops the
+  bootstrap V(s_{t+1}): pass the true terminations there, so an episode cut by the time limit (or by the end of the
+  rollout) still bootstraps from the state it reached.
   """
   not_done = 1.0 - done.astype(values.dtype)
-  deltas = rewards + gamma * not_done * next_values - values
+  not_terminal = not_done if terminal is None else 1.0 - terminal.astype(values.dtype)
+  deltas = rewards + gamma * not_terminal * next_values - values
 
   def body(carry, x):
     delta, keep = x
