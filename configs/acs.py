@@ -9,7 +9,8 @@ r"""ACS and its baselines on Safety Gym PointGoal1 (crax-bench MJX port; needs `
 The three variants share every setting (harness, budget, seeds); only the registered model (its `method`) differs.
 Defaults: the authors' research code (Spinning Up PPO: γ 0.99, λ 0.97, clip 0.2, π lr 3e-4 with 80 iterations and
 KL stop 0.015, V lr 1e-3 with 80 iterations, tanh 64×64; ACS: η 0.8, ε_k = max(4 − 0.3 (k + 1), 0.3), reward
-r − 0.1 c, safety critics 80 / 160 Adam steps at 1e-3; cost budget d = 25) and its 16k environment steps per epoch
+r − 0.1 c, safety critics 80 / 160 Adam steps at 1e-3, the safety advantage undiscounted (zoo/models/acs/learner.py
+says why); cost budget d = 25) and its 16k environment steps per epoch
 (here 16 environments × one 1000-step episode). 20 iterations = 3.2e5 environment steps.
 """
 
@@ -34,7 +35,7 @@ def get_config(arg: str = "pointgoal1") -> ml_collections.ConfigDict:
       gamma=0.99, lam=0.97, clip=0.2, target_kl=0.01, pi_lr=3e-4, vf_lr=1e-3, pi_iters=80, vf_iters=80))
   c.lagrangian = ml_collections.ConfigDict(dict(lr=0.01, init=0.0))  # PPO-Lagrangian's multiplier (ppo-lag only)
   c.acs = ml_collections.ConfigDict(dict(       # ACS only
-      reward_cost_penalty=0.1, safety_lr=1e-3, safety_iters=80, safety_advantage_iters=160,
+      reward_cost_penalty=0.1, safety_lr=1e-3, safety_iters=80, safety_advantage_iters=160, safety_gamma=1.0,
       epsilon_start=4.0, epsilon_decay=0.3, epsilon_floor=0.3))
   c.eval = ml_collections.ConfigDict(dict(rounds=1))  # evaluation episodes: rounds × num_envs × steps / episode_length
   if smoke:  # seconds of stepping (the first MJX compile still takes a minute or more)

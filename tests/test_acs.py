@@ -342,3 +342,28 @@ def test_registered_variants_return_the_safe_action_and_pass_verify():
   for name in ("acs-pointgoal1", "ppo-lag-pointgoal1", "ppo-pointgoal1"):
     checks = zoo.verify(zoo.create(name))
     assert checks and all(c.passed for c in checks), [str(c) for c in checks]
+
+
+@pytest.mark.parametrize("change, field", [({"iterations": 0}, "iterations"), ({"seed": -1}, "seed"),
+                                           ({"checkpoint_every_steps": 0}, "checkpoint_every_steps"),
+                                           ({"env.steps": 12}, "env.steps")])
+def test_bad_rl_configs_are_refused_before_training(tmp_path, change, field):
+  from tests.conftest import load_config  # pylint: disable=import-outside-toplevel
+  from train.trainer import train_and_evaluate  # pylint: disable=import-outside-toplevel
+
+  with pytest.raises(errors.ConfigError) as info:
+    train_and_evaluate(load_config("configs/acs.py", "ppo-lag,smoke", **change), tmp_path / "run")
+  assert info.value.field == field and field in str(info.value)
+  assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_safety_advantage_target_is_the_episodes_outcome_minus_v_s():
+  done = jnp.array([0, 0, 1, 0, 0, 1], bool)[:, None]
+  episode_cost = jnp.array([0, 0, 30, 0, 0, 2], jnp.float32)[:, None]
+  labels, _ = targets.episode_safety_targets(done, episode_cost, 25.0)
+  v = jnp.array([0.9, 0.7, 0.4, 0.8, 0.6, 0.95])[:, None]
+  next_v = jnp.concatenate([v[1:], jnp.array([[0.5]])])  # V_s of the state each step reached (before a reset)
+  adv = np.asarray(targets.safety_advantages(v, next_v, done, labels))[:, 0]
+  np.testing.assert_allclose(adv, np.asarray(labels - v)[:, 0], atol=1e-6)  # 0 − V_s, then 1 − V_s
+  discounted = np.asarray(targets.safety_advantages(v, next_v, done, labels, 0.99))[:, 0]
+  assert discounted[3] == pytest.approx(0.99**3 * 1.0 - 0.8, abs=1e-6)  # γ^(steps left) × outcome − V_s

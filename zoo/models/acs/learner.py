@@ -10,8 +10,14 @@ One iteration k (the research code's epoch): `num_envs` PointGoal1 environments,
   cost J_c, then the policy follows (Â_r − λ (Â_c − mean Â_c)) / (1 + λ) (safety-starter-agents' mixing);
 - ACS: the safeguard acts during collection with ε_k = max(4 − 0.3 (k + 1), 0.3); the policy learns from
   r − 0.1 c; V_s(s) is fitted to the 0/1 outcome 1[episode cost < d] of its episode (`safety_iters` steps) and
-  A_s(s, a) of the executed action to the λ = 1 advantage of V_s (`safety_advantage_iters` steps), as the authors'
-  research code (shared/papers/acs.md).
+  A_s(s, a) of the executed action to the λ = 1 advantage of V_s with the episode's outcome as its final value
+  (`safety_advantage_iters` steps), as the authors' research code (shared/papers/acs.md) except for the discount:
+  V_s is an undiscounted probability, so δ_t = V_s(s_{t+1}) − V_s(s_t) (`safety_gamma` 1) and the target telescopes
+  to 1[episode cost < d] − V_s(s_t), an unbiased estimate of Q_s − V_s (`targets.safety_advantages`). The research
+  code's δ_t = 0.99 V_s(s_{t+1}) − V_s(s_t), summed undiscounted, drifts by −0.01 Σ V_s (about −7 at the start of a
+  1000-step episode). The discounted form Σ 0.99^k δ_{t+k}, tried first here, is ≈ −V_s(s_t) except near an
+  episode's end: with it the learned A_s stayed below the bound and the safeguard spent all 20 steps without
+  meeting the constraint on 99-100 % of the steps once ε ≤ 0.4.
 
 Nothing random is carried between iterations (every key is derived from (seed, k)), so the state an exact resume
 needs is the agent and the optimizers (`checkpointed()`); ε and λ live in the agent.
@@ -53,6 +59,7 @@ class Settings:
   reward_cost_penalty: float = 0.1
   safety_iters: int = 80
   safety_advantage_iters: int = 160
+  safety_gamma: float = 1.0
 
 
 class Optimizers(nnx.Module):
@@ -122,8 +129,8 @@ def update(agent: ACSAgent, optimizers: Optimizers, out: rollout.Rollout, settin
   if agent.method == "acs":
     # the safety critics' targets come from the critics that acted during collection (before this update)
     labels, known = targets.episode_safety_targets(out.done, out.episode_cost, s.budget)
-    adv_s, _ = targets.gae(jnp.zeros_like(cost), critic(agent.safe_value, obs), critic(agent.safe_value, next_obs),
-                           out.done, s.gamma, 1.0, out.terminal)
+    adv_s = targets.safety_advantages(critic(agent.safe_value, obs), critic(agent.safe_value, next_obs), out.done,
+                                      labels, s.safety_gamma)
 
   info.update(ppo.fit_policy(agent.policy, optimizers.policy, _flat(obs), _flat(out.action), _flat(out.log_prob),
                              _flat(advantages), iterations=s.pi_iters, target_kl=s.target_kl, clip=s.clip))
@@ -134,7 +141,7 @@ def update(agent: ACSAgent, optimizers: Optimizers, out: rollout.Rollout, settin
                                                  _flat(labels), iterations=s.safety_iters, mask=_flat(known))
     info["safe_advantage_loss"] = ppo.fit_regression(agent.safe_advantage, optimizers.safe_advantage,
                                                      (_flat(obs), _flat(out.action)), _flat(adv_s),
-                                                     iterations=s.safety_advantage_iters)
+                                                     iterations=s.safety_advantage_iters, mask=_flat(known))
     info["epsilon"] = agent.epsilon.value
     info["safe_label_mean"] = jnp.sum(labels * known) / jnp.maximum(jnp.sum(known), 1.0)
   info["entropy"] = agent.policy.entropy()
@@ -203,7 +210,7 @@ class Learner:
         gamma=p.gamma, lam=p.lam, clip=p.clip, target_kl=p.target_kl, pi_iters=p.pi_iters, vf_iters=p.vf_iters,
         budget=env.budget, cost_gamma=p.gamma, cost_lam=p.lam, lagrangian_lr=config.lagrangian.lr,
         reward_cost_penalty=config.acs.reward_cost_penalty, safety_iters=config.acs.safety_iters,
-        safety_advantage_iters=config.acs.safety_advantage_iters)
+        safety_advantage_iters=config.acs.safety_advantage_iters, safety_gamma=config.acs.safety_gamma)
     self.optimizers = Optimizers(model, p.pi_lr, p.vf_lr, config.acs.safety_lr)
     if model.method == "ppo-lag":
       model.multiplier.value = jnp.asarray(config.lagrangian.init, jnp.float32)
@@ -221,8 +228,10 @@ class Learner:
     return float(safeguard.epsilon_schedule(k, a.epsilon_start, a.epsilon_decay, a.epsilon_floor))
 
   def iteration(self, k: int) -> dict[str, float]:
-    if self.model.guarded:
-      self.model.epsilon.value = jnp.asarray(self.epsilon(k), jnp.float32)
+    if self.model.guarded:  # placed like the state it replaces (committed or not: one compiled program either way)
+      current = self.model.epsilon.value
+      epsilon = jnp.asarray(self.epsilon(k), jnp.float32)
+      self.model.epsilon.value = jax.device_put(epsilon, current.sharding) if current.committed else epsilon
     out = self._run(actor(self.model), jax.random.fold_in(self._key, k), jnp.asarray(True), jnp.asarray(False))
     info = update(self.model, self.optimizers, out, self.settings)
     metrics = {k_: float(v) for k_, v in info.items()}

@@ -51,3 +51,15 @@ def episode_safety_targets(done: jax.Array, episode_cost: jax.Array, budget: flo
   start = (jnp.zeros_like(episode_cost[0]), jnp.zeros(done.shape[1:], bool))
   _, (targets, known) = jax.lax.scan(body, start, (done.astype(bool), episode_cost), reverse=True)
   return targets, known
+
+
+def safety_advantages(safe_values: jax.Array, next_safe_values: jax.Array, done: jax.Array, labels: jax.Array,
+                      gamma: float = 1.0) -> jax.Array:
+  """A_s targets `(T, batch)`: Σ_k γ^k δ_{t+k} to the end of the episode, δ_t = γ V_s(s_{t+1}) − V_s(s_t), with the
+  episode's outcome `labels` (`episode_safety_targets`) as the value after its last step. With γ = 1 (V_s is an
+  undiscounted probability) it telescopes to 1[episode cost < d] − V_s(s_t), the Monte-Carlo Q_s − V_s.
+
+  `safe_values, next_safe_values`: V_s of each step's state and of the state it reached (before any reset)."""
+  after = jnp.where(done, labels, next_safe_values)
+  advantages, _ = gae(jnp.zeros_like(safe_values), safe_values, after, done, gamma, 1.0, jnp.zeros_like(done))
+  return advantages
