@@ -9,6 +9,7 @@ is measured by `evaluate` in the environment, not certified.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Mapping
 
 import jax
@@ -81,3 +82,83 @@ def verify(model: ACSAgent) -> list[Check]:
     lam = float(model.multiplier.value)
     checks.append(Check("Lagrange multiplier λ ≥ 0", lam >= 0.0, -lam, 0.0, f"λ = {lam:.4g}"))
   return checks
+
+
+def trajectories(model: ACSAgent, *, num_envs: int = 4, episode_length: int = 1000, seed: int = 0,
+                 guard: bool = True) -> dict[str, np.ndarray]:
+  """Deterministic episodes from layouts drawn from `seed`, with positions: `xy (T, B, 2)` of the agent before each
+  step, `goal (T, B, 2)` (the current goal; it respawns when reached), `hazards (B, H, 2)`, `cost, reward,
+  iterations (T, B)` (the safeguard's steps). Needs the `rl` extra; compiles once per process and shape."""
+  from zoo.models.acs import learner  # pylint: disable=import-outside-toplevel
+
+  run, hazard_radius = _tracer(num_envs, episode_length)
+  hazards, (xy, goal, cost, reward, iterations) = run(learner.actor(model), jax.random.key(seed),
+                                                      jnp.asarray(bool(guard)))
+  out = {"xy": xy, "goal": goal, "cost": cost, "reward": reward, "iterations": iterations, "hazards": hazards}
+  return {**{k: np.asarray(v) for k, v in out.items()}, "hazard_radius": np.asarray(hazard_radius)}
+
+
+@functools.lru_cache(maxsize=4)
+def _tracer(num_envs: int, episode_length: int):
+  from flax import nnx  # pylint: disable=import-outside-toplevel
+
+  from zoo.models.acs import env as acs_env  # pylint: disable=import-outside-toplevel
+
+  env = acs_env.PointGoal1(episode_length=episode_length)
+  batched = acs_env.BatchedEnv(env, num_envs)
+
+  @nnx.jit
+  def run(actor, key, guard):
+    state = batched.reset(key)
+    graphdef, params = nnx.split(actor)
+
+    def body(s, k):
+      act = nnx.merge(graphdef, params).act(s.obs, k, guard=guard, deterministic=True)
+      xy = jax.vmap(env.agent_xy)(s.inner)
+      goal = s.inner.info["goal_positions"][:, 0, :2]
+      s_next, tr = batched.step(s, act.action, k)
+      return s_next, (xy, goal, tr.cost, tr.reward, act.iterations)
+
+    _, out = jax.lax.scan(body, state, jax.random.split(key, episode_length))
+    return state.inner.info["hazard_positions"][..., :2], out
+
+  return run, float(env.config["hazard_specs"][0]["size"])
+
+
+def demo(model: ACSAgent, outdir, dataset: str) -> str:
+  """`zoo run`: four deterministic PointGoal1 episodes (for ACS with the safeguard on and off), their return, cost
+  and violation rate, and a top-down plot of the trajectories with hazards and goals."""
+  from zoo import plotting  # pylint: disable=import-outside-toplevel
+
+  del dataset
+  modes = [True, False] if model.guarded else [True]
+  runs = {g: trajectories(model, guard=g) for g in modes}
+  lines = [f"{model.method}: 4 deterministic episodes of 1000 steps in PointGoal1 (layouts from seed 0); cost = steps "
+           f"inside a hazard, budget d = 25 per episode."]
+  for g, r in runs.items():
+    label = ("safeguard on" if g else "safeguard off (raw policy mean)") if model.guarded else "policy mean"
+    extra = f", safeguard corrected {float(np.mean(r['iterations'] > 0)):.1%} of steps" if model.guarded and g else ""
+    lines.append(f"{label}: return per episode {r['reward'].sum(0).mean():.3g}, cost per episode "
+                 f"{r['cost'].sum(0).mean():.3g}, violation rate {r['cost'].mean():.4f}{extra}")
+  plt = plotting.pyplot()
+  cols = runs[True]["xy"].shape[1]
+  fig, axes = plt.subplots(len(runs), cols, figsize=(3.2 * cols, 3.3 * len(runs)), squeeze=False)
+  for row, (g, r) in enumerate(runs.items()):
+    for b in range(cols):
+      ax = axes[row, b]
+      for h in r["hazards"][b]:
+        ax.add_patch(plt.Circle(h, float(r["hazard_radius"]), color="tab:red", alpha=0.3))
+      for gx in np.unique(np.round(r["goal"][:, b], 4), axis=0):
+        ax.add_patch(plt.Circle(gx, 0.3, color="tab:green", alpha=0.3))
+      ax.plot(r["xy"][:, b, 0], r["xy"][:, b, 1], color="tab:blue", lw=1, label="agent")
+      hit = r["cost"][:, b] > 0
+      ax.plot(r["xy"][hit, b, 0], r["xy"][hit, b, 1], "r.", ms=3, label="in a hazard (c = 1)")
+      ax.plot(*r["xy"][0, b], "ko", ms=4, label="start")
+      ax.set(xlim=(-2, 2), ylim=(-2, 2), aspect="equal", xlabel="x (m)", ylabel="y (m)",
+             title=(("guard on" if g else "guard off") if model.guarded else model.method)
+             + f", cost {r['cost'][:, b].sum():.0f}")
+      if row == 0 and b == 0:
+        ax.legend(loc="lower left", fontsize=7)
+  path = plotting.save(fig, outdir, f"{model.method}_pointgoal1_trajectories.png")
+  lines.append(f"plot: {path} (red discs: hazards, green: goals reached or current)")
+  return "\n".join(lines)
