@@ -5,12 +5,9 @@ baselines' shared one), a few minutes on 2 cores; everything else reuses them.""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -21,7 +18,7 @@ import jax  # pylint: disable=wrong-import-position
 import jax.numpy as jnp  # pylint: disable=wrong-import-position
 from flax import nnx  # pylint: disable=wrong-import-position
 
-from tests.conftest import ROOT  # pylint: disable=wrong-import-position
+from tests.conftest import ROOT, kill_after_records, load_config  # pylint: disable=wrong-import-position
 from train.trainer import train_and_evaluate  # pylint: disable=wrong-import-position
 from zoo import checkpoint  # pylint: disable=wrong-import-position
 from zoo.models.acs import learner as acs_learner  # pylint: disable=wrong-import-position
@@ -31,17 +28,7 @@ VARIANTS = {"pointgoal1": "acs-pointgoal1", "ppo": "ppo-pointgoal1", "ppo-lag": 
 
 
 def _config(variant, **overrides):
-  spec = importlib.util.spec_from_file_location("acs_config", ROOT / "configs" / "acs.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config(f"{variant},smoke")
-  for key, value in overrides.items():
-    *parents, leaf = key.split(".")
-    node = config
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
-  return config
+  return load_config("configs/acs.py", f"{variant},smoke", **overrides)
 
 
 def _records(workdir):
@@ -110,12 +97,12 @@ def test_resume_continues_exactly(smoke_runs, tmp_path):
 
 
 def test_rollout_scores_the_executed_action_in_pointgoal1(smoke_runs):
-  """In the real environment, with the safeguard acting (ε = 0.3, fresh critics): the stored log-probability is
-  log π(executed action | s), not that of the raw sample; the unguarded rollout executes the raw sample."""
-  del smoke_runs  # compiled the rollout programs
+  """In the real environment, with the safeguard acting (the smoke run's ACS export at ε = 0.3): the stored
+  log-probability is log π(executed action | s), not that of the raw sample; the unguarded rollout executes the raw
+  sample. (The export is restored onto the device as training placed its state: the rollout compiled there is reused.)"""
   c = _config("pointgoal1")
-  agent = acs_learner.ACSAgent(44, 2, method="acs", rngs=nnx.Rngs(0))
-  agent.epsilon.value = jnp.asarray(0.3)
+  agent, _, _ = _export_leaves(smoke_runs["pointgoal1"][0])
+  agent.epsilon.value = jax.device_put(jnp.asarray(0.3, jnp.float32), agent.epsilon.value.sharding)
   _, run = acs_learner.runner(c.env.episode_length, c.env.num_envs, c.env.steps, c.env.budget)
   out = run(agent, jax.random.key(0), jnp.asarray(True), jnp.asarray(False))
   corrected = np.asarray(out.iterations) > 0
@@ -139,15 +126,7 @@ def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path):
   cmd = [sys.executable, "-m", "train", "--config=configs/acs.py:ppo-lag,smoke", f"--workdir={victim}",
          *(f"--config.{k}={v}" for k, v in settings.items())]
   proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-  deadline = time.time() + 900
-  while time.time() < deadline and proc.poll() is None:
-    log = victim / "metrics.jsonl"
-    if log.exists() and len(log.read_text().splitlines()) >= 3:
-      break
-    time.sleep(0.01)
-  proc.send_signal(signal.SIGKILL)
-  proc.wait()
-  assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+  kill_after_records(proc, victim / "metrics.jsonl", 3, timeout=900)
   assert not (victim / "export").exists()
   train_and_evaluate(_config("ppo-lag", **settings), victim)
   steps = [r["step"] for r in _records(victim)]
@@ -156,3 +135,17 @@ def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path):
   _, b, _ = _export_leaves(victim)
   for x, y in zip(a, b):
     np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.slow  # one more MuJoCo program (the rollout that records positions)
+def test_demo_draws_trajectories_with_and_without_the_safeguard(tmp_path):
+  import zoo  # pylint: disable=import-outside-toplevel
+  from zoo.models.acs import report  # pylint: disable=import-outside-toplevel
+
+  agent = zoo.create("acs-pointgoal1")
+  run = report.trajectories(agent, num_envs=2, episode_length=8)
+  assert run["xy"].shape == (8, 2, 2) and run["hazards"].shape == (2, 8, 2) and run["goal"].shape == (8, 2, 2)
+  assert set(np.unique(run["cost"])) <= {0.0, 1.0}
+  free = report.trajectories(agent, num_envs=2, episode_length=8, guard=False)
+  assert not free["iterations"].any()
+  np.testing.assert_array_equal(run["hazards"], free["hazards"])  # the same layouts

@@ -539,6 +539,11 @@ def _train_learner(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> 
   model = spec.build(config.seed, **overrides)
   learner = family.learner(model, config)
   nodes = learner.checkpointed()
+  # Explicit placement, as a restore places arrays: a fresh and a resumed run then compile the same programs (jit keys
+  # and HLO depend on whether arguments are committed to a device), so a resume hits the compilation caches.
+  device = jax.local_devices()[0]
+  for node in nodes.values():
+    nnx.update(node, jax.device_put(nnx.state(node), device))
   manager = ocp.CheckpointManager(
       (workdir / "checkpoints").absolute(),
       options=ocp.CheckpointManagerOptions(
