@@ -70,3 +70,37 @@ def run_python(code: str, env: dict | None = None, timeout: float = 300) -> subp
   full_env = {**os.environ, **(env or {})}
   return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=full_env, capture_output=True, text=True,
                         timeout=timeout)
+
+
+def load_config(path: str, arg: str, **overrides):
+  """`get_config(arg)` of configs file `path` (relative to the repository), with `overrides` given as dotted keys
+  (`**{"env.steps": 16}`), as the command line's --config.KEY=VALUE would set them."""
+  import importlib.util  # pylint: disable=import-outside-toplevel
+
+  spec = importlib.util.spec_from_file_location(f"config_{pathlib.Path(path).stem}", ROOT / path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config(arg)
+  for key, value in overrides.items():
+    *parents, leaf = key.split(".")
+    node = config
+    for p in parents:
+      node = node[p]
+    node[leaf] = value
+  return config
+
+
+def kill_after_records(proc: subprocess.Popen, log: pathlib.Path, records: int, timeout: float = 300) -> None:
+  """SIGKILLs `proc` as soon as `log` (a metrics.jsonl) holds `records` lines (or after `timeout` seconds, or once
+  it has ended), waits for it and asserts it died of the signal (not by finishing first)."""
+  import signal  # pylint: disable=import-outside-toplevel
+  import time  # pylint: disable=import-outside-toplevel
+
+  deadline = time.time() + timeout
+  while time.time() < deadline and proc.poll() is None:
+    if log.exists() and len(log.read_text().splitlines()) >= records:
+      break
+    time.sleep(0.01)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"

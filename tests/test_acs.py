@@ -1,6 +1,7 @@
 """ACS building blocks without MuJoCo (no `rl` extra needed): the safeguard's direction and stopping rule, the ε
-schedule and threshold, the agent scoring the executed action, GAE and the safety labels, PPO(-Lagrangian), and
-experience collection in a toy batched environment."""
+schedule and threshold, the agent scoring the executed action, GAE and the safety labels, PPO(-Lagrangian), experience
+collection in a toy batched environment, the learner's update for each method, the registered variants and their
+verification."""
 
 from __future__ import annotations
 
@@ -202,7 +203,8 @@ class _ToyBatchedEnv:
     cost = (jnp.linalg.norm(pos[:, :2] - jnp.array([0.5, 0.0]), axis=-1) < 0.3).astype(jnp.float32)
     steps, total = s.steps + 1, s.cost + cost
     done = steps >= 3
-    tr = acs_env.Transition(-jnp.linalg.norm(pos[:, :2], axis=-1), cost, done, total, jnp.zeros_like(total), pos)
+    tr = acs_env.Transition(-jnp.linalg.norm(pos[:, :2], axis=-1), cost, done, total, jnp.zeros_like(total), pos,
+                            jnp.zeros_like(done))
     keep = ~done[:, None]
     return _ToyState(jnp.where(keep, pos, 0.0), jnp.where(done, 0, steps), jnp.where(done, 0.0, total)), tr
 
@@ -211,7 +213,7 @@ def test_collect_records_the_executed_action_and_its_log_prob():
   agent = acs.ACSAgent(4, 2, rngs=nnx.Rngs(0))
   agent.safe_advantage = ToyAdvantage()
   env = _ToyBatchedEnv()
-  run = nnx.jit(rollout.collect, static_argnums=(1, 4, 5))
+  run = nnx.jit(rollout.collect, static_argnums=(1, 4))
   _, out = run(agent, env, env.reset(5), jax.random.key(0), 7, True)
   assert out.obs.shape == (7, 5, 4) and out.action.shape == (7, 5, 2) and out.cost.shape == (7, 5)
   np.testing.assert_allclose(
@@ -225,3 +227,143 @@ def test_collect_records_the_executed_action_and_its_log_prob():
   _, free = run(agent, env, env.reset(5), jax.random.key(0), 7, False)
   np.testing.assert_array_equal(np.asarray(free.action), np.asarray(free.raw))
   assert np.all(np.asarray(free.iterations) == 0)
+
+
+def test_gae_bootstraps_a_time_limit_end_but_not_a_termination():
+  rewards = jnp.ones((3, 2))
+  values, next_values = jnp.zeros((3, 2)), jnp.full((3, 2), 10.0)
+  done = jnp.array([[0, 0], [1, 1], [0, 0]], bool)
+  terminal = jnp.array([[0, 0], [0, 1], [0, 0]], bool)  # env 0: time limit at step 1; env 1: a true end
+  adv, _ = targets.gae(rewards, values, next_values, done, 0.5, 1.0, terminal)
+  assert float(adv[1, 0]) == pytest.approx(1.0 + 0.5 * 10.0) and float(adv[1, 1]) == pytest.approx(1.0)
+  # the sum still stops at both ends: step 0 sees step 1's delta, nothing of step 2
+  assert float(adv[0, 0]) == pytest.approx(1.0 + 0.5 * 10.0 + 0.5 * float(adv[1, 0]))
+
+
+def test_the_agents_own_critic_rises_under_ascent_and_falls_under_the_research_codes_sign():
+  """On the ACS agent's MLP A_s (not a toy): one normalised step of size 0.05 along +∇_a A_s raises A_s for (almost)
+  every state, the research code's literal sign lowers it."""
+  agent = acs.ACSAgent(44, 2, rngs=nnx.Rngs(3))
+  obs = jnp.asarray(acs.report.observations(44, 256))
+  action = jnp.asarray(np.random.default_rng(0).uniform(-0.8, 0.8, (256, 2)), jnp.float32)
+  before = np.asarray(agent.safe_advantage(obs, action))
+  never = jnp.full((256,), jnp.inf)  # an unreachable bound: every row takes the step
+  after = {d: np.asarray(agent.safe_advantage(obs, jnp.clip(
+      safeguard.correct(agent.safe_advantage, obs, action, never, steps=1, direction=d).action, -1, 1)))
+           for d in (1.0, -1.0)}
+  assert np.mean(after[1.0] > before) > 0.95 and np.mean(after[-1.0] < before) > 0.95
+
+
+def test_fit_policy_stops_at_the_kl_limit_and_fit_regression_fits():
+  import optax  # pylint: disable=import-outside-toplevel
+
+  policy = acs.GaussianPolicy(3, 1, (16,), rngs=nnx.Rngs(0))
+  opt = nnx.Optimizer(policy, optax.adam(1e-2), wrt=nnx.Param)
+  obs = jnp.asarray(np.random.default_rng(0).normal(size=(128, 3)), jnp.float32)
+  actions = policy.sample(obs, jax.random.key(1))
+  old = policy.log_prob(obs, actions)
+  adv = ppo.normalise(actions[:, 0])
+  info = nnx.jit(lambda p, o: ppo.fit_policy(p, o, obs, actions, old, adv, iterations=80))(policy, opt)
+  taken = int(info["pi_iterations"])
+  assert 0 < taken < 80, "a large learning rate must hit the KL stop before 80 steps"
+  kl = float(jnp.mean(old - policy.log_prob(obs, actions)))
+  assert kl > 1.5 * ppo.TARGET_KL >= float(info["approx_kl"])  # stopped at the first step measured above the limit
+  critic = acs.ValueCritic(3, (16,), rngs=nnx.Rngs(0))
+  copt = nnx.Optimizer(critic, optax.adam(1e-2), wrt=nnx.Param)
+  target = obs[:, 0] * 2.0
+  first = float(ppo.fit_regression(critic, copt, (obs,), target, iterations=200))
+  assert float(jnp.mean((critic(obs) - target) ** 2)) < 0.1 * first
+  # a masked-out row does not pull the fit
+  mask = jnp.arange(128) >= 1
+  critic2 = acs.ValueCritic(3, (16,), rngs=nnx.Rngs(0))
+  copt2 = nnx.Optimizer(critic2, optax.adam(1e-2), wrt=nnx.Param)
+  ppo.fit_regression(critic2, copt2, (obs,), target.at[0].set(1e6), iterations=200, mask=mask)
+  assert abs(float(critic2(obs[:1])[0])) < 100
+
+
+def _toy_config(**acs_fields):
+  import ml_collections  # pylint: disable=import-outside-toplevel
+
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.env = ml_collections.ConfigDict(dict(episode_length=3, num_envs=5, steps=6, budget=1.0))
+  c.ppo = ml_collections.ConfigDict(dict(gamma=0.99, lam=0.97, clip=0.2, target_kl=0.01, pi_lr=3e-4, vf_lr=1e-3,
+                                         pi_iters=5, vf_iters=5))
+  c.lagrangian = ml_collections.ConfigDict(dict(lr=0.5, init=0.0))
+  c.acs = ml_collections.ConfigDict(dict(reward_cost_penalty=0.1, safety_lr=1e-3, safety_iters=5,
+                                         safety_advantage_iters=5, epsilon_start=4.0, epsilon_decay=0.3,
+                                         epsilon_floor=0.3, **acs_fields))
+  c.eval = ml_collections.ConfigDict(dict(rounds=1))
+  return c
+
+
+@pytest.mark.parametrize("method", ["acs", "ppo", "ppo-lag"])
+def test_update_trains_each_method_from_a_toy_rollout(method):
+  """The learner's compiled update on a rollout of the toy environment (no MuJoCo): every network with an
+  optimizer changes, the metrics are finite, PPO-Lagrangian's λ grows when the episode cost exceeds the budget."""
+  agent = acs.ACSAgent(4, 2, (16,), method=method, rngs=nnx.Rngs(0))
+  config = _toy_config()
+  opts = acs.learner.Optimizers(agent, 3e-4, 1e-3, 1e-3)
+  env = _ToyBatchedEnv()
+  start = env.reset(5).replace(obs=jnp.tile(jnp.array([0.4, 0.0, 0.0, 0.0]), (5, 1)))  # next to the hazard
+  _, out = nnx.jit(rollout.collect, static_argnums=(1, 4))(acs.learner.actor(agent), env, start,
+                                                           jax.random.key(0), 6, True)
+  before = jax.tree.map(np.asarray, nnx.state(agent, nnx.Param))
+  settings = acs.learner.Settings(pi_iters=5, vf_iters=5, budget=1.0, lagrangian_lr=0.5, safety_iters=5,
+                                  safety_advantage_iters=5)
+  info = {k: float(v) for k, v in acs.learner.update(agent, opts, out, settings).items()}
+  assert all(np.isfinite(v) for v in info.values()), info
+  after = nnx.state(agent, nnx.Param)
+  changed = {path[0].key for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(before), jax.tree.leaves(after))
+             if not np.array_equal(a, np.asarray(b))}
+  expected = {"acs": {"policy", "value", "safe_value", "safe_advantage"}, "ppo": {"policy", "value"},
+              "ppo-lag": {"policy", "value", "cost_value"}}[method]
+  assert changed == expected, changed
+  assert info["episodes"] == 10 and info["violation_rate"] > 0
+  if method == "ppo-lag":
+    assert info["cost"] > 1.0 and info["multiplier"] == pytest.approx(0.5 * (info["cost"] - 1.0), rel=1e-5)
+    assert float(agent.multiplier.value) == pytest.approx(info["multiplier"])
+  else:
+    assert "multiplier" not in info
+
+
+def test_registered_variants_return_the_safe_action_and_pass_verify():
+  import zoo  # pylint: disable=import-outside-toplevel
+
+  assert {"acs-pointgoal1", "ppo-lag-pointgoal1", "ppo-pointgoal1"} <= set(zoo.list_models("*-pointgoal1"))
+  agent = zoo.create("acs-pointgoal1")
+  assert agent.method == "acs" and zoo.create("ppo-lag-pointgoal1").method == "ppo-lag"
+  obs = jnp.asarray(acs.report.observations(44, 64))
+  safe, unguarded, raw = agent(obs), agent(obs, guard=False), agent.policy(obs)
+  np.testing.assert_array_equal(np.asarray(unguarded), np.clip(np.asarray(raw), -1, 1))
+  fixed, _ = agent.correction(obs, raw)
+  np.testing.assert_allclose(np.asarray(safe), np.clip(np.asarray(fixed.action), -1, 1), atol=1e-6)
+  assert np.any(np.asarray(fixed.iterations) > 0), "at ε = 0.3 a fresh critic leaves some proposals unsafe"
+  for name in ("acs-pointgoal1", "ppo-lag-pointgoal1", "ppo-pointgoal1"):
+    checks = zoo.verify(zoo.create(name))
+    assert checks and all(c.passed for c in checks), [str(c) for c in checks]
+
+
+@pytest.mark.parametrize("change, field", [({"iterations": 0}, "iterations"), ({"seed": -1}, "seed"),
+                                           ({"checkpoint_every_steps": 0}, "checkpoint_every_steps"),
+                                           ({"env.steps": 12}, "env.steps")])
+def test_bad_rl_configs_are_refused_before_training(tmp_path, change, field):
+  from tests.conftest import load_config  # pylint: disable=import-outside-toplevel
+  from train.trainer import train_and_evaluate  # pylint: disable=import-outside-toplevel
+
+  with pytest.raises(errors.ConfigError) as info:
+    train_and_evaluate(load_config("configs/acs.py", "ppo-lag,smoke", **change), tmp_path / "run")
+  assert info.value.field == field and field in str(info.value)
+  assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_safety_advantage_target_is_the_episodes_outcome_minus_v_s():
+  done = jnp.array([0, 0, 1, 0, 0, 1], bool)[:, None]
+  episode_cost = jnp.array([0, 0, 30, 0, 0, 2], jnp.float32)[:, None]
+  labels, _ = targets.episode_safety_targets(done, episode_cost, 25.0)
+  v = jnp.array([0.9, 0.7, 0.4, 0.8, 0.6, 0.95])[:, None]
+  next_v = jnp.concatenate([v[1:], jnp.array([[0.5]])])  # V_s of the state each step reached (before a reset)
+  adv = np.asarray(targets.safety_advantages(v, next_v, done, labels))[:, 0]
+  np.testing.assert_allclose(adv, np.asarray(labels - v)[:, 0], atol=1e-6)  # 0 − V_s, then 1 − V_s
+  discounted = np.asarray(targets.safety_advantages(v, next_v, done, labels, 0.99))[:, 0]
+  assert discounted[3] == pytest.approx(0.99**3 * 1.0 - 0.8, abs=1e-6)  # γ^(steps left) × outcome − V_s

@@ -2,20 +2,17 @@
 kill -9, and data parallelism over two devices (the one subprocess that has to be: XLA fixes the device count at
 start)."""
 
-import importlib.util
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 
 from zoo import checkpoint
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, kill_after_records, load_config
 from train.trainer import train_and_evaluate
 
 SMOKE = "configs/massnet.py:sir,smoke"
@@ -23,17 +20,7 @@ SMOKE = "configs/massnet.py:sir,smoke"
 
 def _config(**overrides):
   """configs/massnet.py:sir,smoke with `overrides` (dotted keys as on the command line)."""
-  spec = importlib.util.spec_from_file_location("massnet_config", ROOT / "configs" / "massnet.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config("sir,smoke")
-  for key, value in overrides.items():
-    *parents, leaf = key.split(".")
-    node = config
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
-  return config
+  return load_config("configs/massnet.py", "sir,smoke", **overrides)
 
 
 def _subprocess_train(workdir, *flags, env=None, wait=True):
@@ -87,15 +74,7 @@ def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path):
   train_and_evaluate(_config(**{**settings, "checkpoint_every_steps": 1000}), tmp_path / "straight")  # saves change nothing
   victim = tmp_path / "killed"
   proc = _subprocess_train(victim, *(f"--config.{k}={v}" for k, v in settings.items()), wait=False)
-  deadline = time.time() + 300
-  while time.time() < deadline:
-    log = victim / "metrics.jsonl"
-    if log.exists() and len(log.read_text().splitlines()) >= 37:
-      break
-    time.sleep(0.01)
-  proc.send_signal(signal.SIGKILL)
-  proc.wait()
-  assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+  kill_after_records(proc, victim / "metrics.jsonl", 37)
   assert not (victim / "export").exists()
   logged = len((victim / "metrics.jsonl").read_text().splitlines())
   result = train_and_evaluate(_config(**settings), victim)  # resumes in this process

@@ -12,6 +12,10 @@ Order of a run (`train_and_evaluate`):
   5. Export: the best checkpoint's model, evaluated, verified and plotted, as a zoo checkpoint with its card
      in WORKDIR/export (ready for `zoo ship` or `zoo push`).
 
+A family that makes its own data (reinforcement learning) gives a `learner` hook (`zoo.registry.Learner`): the
+trainer then runs the learner's iterations instead of steps 1 and 4 (`_train_learner`), and keeps resume, orbax
+checkpoints, the metrics log, evaluation and export as above.
+
 Many processes (`train.distributed`, README "Training on many hosts"): the mesh spans every process's devices;
 each process reads only its rows of each global batch and feeds them with `jax.make_array_from_process_local_data`;
 orbax saves and restores collectively, with explicit shardings on this run's mesh (so a checkpoint resumes on any
@@ -341,31 +345,42 @@ def validate_config(config: ml_collections.ConfigDict, workdir: str | pathlib.Pa
   if not isinstance(_field(config, "model"), str):
     raise bad("model", "must be a registered model name (zoo list)")
   spec = registry.get_spec(config.model)
-  for field in ("dataset", "train_split", "eval_split"):
-    if not isinstance(_field(config, field), str) or not _field(config, field):
-      raise bad(field, "must be a non-empty string")
   number("seed", 0, 2**32 - 1, integer=True)
-  number("batch_size", 1, 1 << 20, integer=True)
-  number("epochs", 1, 1 << 20, integer=True)
-  number("optimizer.lr", 0, 10)  # 0 keeps the weights (a pure evaluation run from init_from)
-  number("optimizer.weight_decay", 0, 10)
-  number("optimizer.grad_clip", 0, 1e12)
-  number("optimizer.step_factor", 0, 10, low_open=True)
-  number("optimizer.step_epochs", 0, 1 << 20, integer=True)
-  number("eval_every_epochs", 0, 1 << 20, integer=True)
-  number("checkpoint_every_steps", 1, 1 << 30, integer=True)
-  number("max_train_examples", 0, 1 << 40, integer=True)
-  number("max_eval_examples", 0, 1 << 40, integer=True)
-  if _field(config, "optimizer.schedule") not in ("constant", "cosine", "step"):
-    raise bad("optimizer.schedule", "must be 'constant', 'cosine' or 'step'")
-  if config.optimizer.schedule == "step" and config.optimizer.step_epochs < 1:
-    raise bad("optimizer.step_epochs", "must be >= 1 with schedule 'step'")
-  if not isinstance(_field(config, "optimizer.name"), str) or not callable(getattr(optax, config.optimizer.name, None)):
-    raise bad("optimizer.name", "must name an optax optimizer (adam, adamw, sgd, rmsprop, ...)")
-  if not isinstance(config.get("scan_epoch", False), bool):
-    raise bad("scan_epoch", "must be True or False")
+  if spec.family.learner is not None:  # a family that makes its own data (RL): iterations of its learner
+    number("iterations", 1, 1 << 30, integer=True)
+    number("eval_every_steps", 0, 1 << 30, integer=True)
+    number("checkpoint_every_steps", 1, 1 << 30, integer=True)
+  else:
+    for field in ("dataset", "train_split", "eval_split"):
+      if not isinstance(_field(config, field), str) or not _field(config, field):
+        raise bad(field, "must be a non-empty string")
+    number("batch_size", 1, 1 << 20, integer=True)
+    number("epochs", 1, 1 << 20, integer=True)
+    number("optimizer.lr", 0, 10)  # 0 keeps the weights (a pure evaluation run from init_from)
+    number("optimizer.weight_decay", 0, 10)
+    number("optimizer.grad_clip", 0, 1e12)
+    number("optimizer.step_factor", 0, 10, low_open=True)
+    number("optimizer.step_epochs", 0, 1 << 20, integer=True)
+    number("eval_every_epochs", 0, 1 << 20, integer=True)
+    number("checkpoint_every_steps", 1, 1 << 30, integer=True)
+    number("max_train_examples", 0, 1 << 40, integer=True)
+    number("max_eval_examples", 0, 1 << 40, integer=True)
+    if _field(config, "optimizer.schedule") not in ("constant", "cosine", "step"):
+      raise bad("optimizer.schedule", "must be 'constant', 'cosine' or 'step'")
+    if config.optimizer.schedule == "step" and config.optimizer.step_epochs < 1:
+      raise bad("optimizer.step_epochs", "must be >= 1 with schedule 'step'")
+    if not isinstance(_field(config, "optimizer.name"), str) or not callable(getattr(optax, config.optimizer.name, None)):
+      raise bad("optimizer.name", "must name an optax optimizer (adam, adamw, sgd, rmsprop, ...)")
+    if not isinstance(config.get("scan_epoch", False), bool):
+      raise bad("scan_epoch", "must be True or False")
+    if _field(config, "best_mode") not in ("min", "max"):
+      raise bad("best_mode", "must be 'min' or 'max'")
+    if not isinstance(_field(config, "best_metric"), str) or not config.best_metric:
+      raise bad("best_metric", "must name a metric of the family's evaluate()")
   if "num_seeds" in config:  # configs written before it existed train one seed
     number("num_seeds", 1, MAX_SEEDS, integer=True)
+  if config.get("num_seeds", 1) > 1 and spec.family.learner is not None:
+    raise bad("num_seeds", f"must be 1 for {spec.family.name}: its learner trains one seed per run")
   if config.get("num_seeds", 1) > 1 and jax.process_count() > 1:
     raise bad("num_seeds", f"must be 1 in a run of several processes ({jax.process_count()} here): seeds side by "
                            f"side run in one process, on all of its devices; run one multi-process job per seed")
@@ -381,10 +396,6 @@ def validate_config(config: ml_collections.ConfigDict, workdir: str | pathlib.Pa
       why = (f"the {spec.family.name} family computes in float32 only (its layers take no compute dtype); "
              f"{compute_dtype!r} is for the families {', '.join(taking)}")
     raise bad("compute_dtype", f"{why}")
-  if _field(config, "best_mode") not in ("min", "max"):
-    raise bad("best_mode", "must be 'min' or 'max'")
-  if not isinstance(_field(config, "best_metric"), str) or not config.best_metric:
-    raise bad("best_metric", "must name a metric of the family's evaluate()")
   overrides = config.model_overrides.to_dict() if hasattr(config.model_overrides, "to_dict") else None
   if not isinstance(overrides, dict):
     raise bad("model_overrides", "must be a mapping of model keyword arguments")
@@ -449,7 +460,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     (workdir / "config.json").write_text(config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
   spec = registry.get_spec(config.model)
   with spec.family.precision():
-    result = _train(config, workdir)
+    result = _train_learner(config, workdir) if spec.family.learner else _train(config, workdir)
   if distributed.is_primary():  # for programs; written whole (a reader never sees half a file)
     tmp = workdir / ".result.json.tmp"
     tmp.write_text(json.dumps(result, default=str, indent=2) + "\n")
@@ -606,4 +617,106 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict[str
       logging.info("verify: %s", c)
   distributed.barrier("export", timeout_s=float(os.environ.get("ZOO_EXPORT_TIMEOUT") or 3600))
   run.manager.close()
+  return result
+
+
+def _train_learner(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict[str, Any]:
+  """The loop for a family with a `learner` hook (RL): the learner makes its own data, the trainer keeps the rest.
+
+  Order: 1. model from the config seed (`spec.build`), the learner from it and the config; 2. resume or initialise:
+  restore every node of `learner.checkpointed()` from the latest orbax checkpoint (its step = iterations done);
+  3. iterations k = step, ..., config.iterations − 1: `learner.iteration(k)`, a record per iteration in
+  WORKDIR/metrics.jsonl (step = k + 1), the family's evaluation every `eval_every_steps` iterations and after the
+  last, a checkpoint every `checkpoint_every_steps` iterations and after the last; 4. export the final iteration's
+  model (evaluated, verified) as a zoo checkpoint. One process, the learner's own batching (vmapped environments).
+  """
+  from tqdm.auto import tqdm  # pylint: disable=import-outside-toplevel
+
+  if jax.process_count() > 1:
+    raise errors.ConfigError("num_processes", f"{config.model} trains with a learner (RL), which runs in one process "
+                                              f"for now; start it without --num_processes / --distributed.")
+  spec = registry.get_spec(config.model)
+  family = spec.family
+  overrides = config.model_overrides.to_dict()
+  model_kwargs = {**spec.kwargs, **overrides}
+  model = spec.build(config.seed, **overrides)
+  learner = family.learner(model, config)
+  nodes = learner.checkpointed()
+  # Explicit placement, as a restore places arrays: a fresh and a resumed run then compile the same programs (jit keys
+  # and HLO depend on whether arguments are committed to a device), so a resume hits the compilation caches.
+  device = jax.local_devices()[0]
+  for node in nodes.values():
+    nnx.update(node, jax.device_put(nnx.state(node), device))
+  manager = ocp.CheckpointManager(
+      (workdir / "checkpoints").absolute(),
+      options=ocp.CheckpointManagerOptions(
+          preservation_policy=ocp.checkpoint_managers.LatestN(1), enable_async_checkpointing=False, create=True))
+
+  def save(step: int) -> None:
+    tree = {k: checkpoint.storable(nnx.state(v).to_pure_dict()) for k, v in nodes.items()}
+    manager.save(step, args=ocp.args.StandardSave(tree), force=True)
+
+  # resume or initialise
+  step = manager.latest_step() or 0
+  if step:
+    states = {k: nnx.state(v) for k, v in nodes.items()}
+    abstract = {k: v.to_pure_dict() for k, v in states.items()}
+    restored = manager.restore(step, args=ocp.args.StandardRestore(checkpoint.storable_target(abstract)))
+    restored = checkpoint.from_storable(restored, abstract)
+    for key, node in nodes.items():
+      nnx.replace_by_pure_dict(states[key], restored[key])
+      nnx.update(node, states[key])
+    logging.info("Resumed %s from iteration %d in %s", config.model, step, workdir)
+  else:
+    logging.info("Training %s from scratch (seed %d), %d iterations", config.model, config.seed, config.iterations)
+
+  log_path = workdir / "metrics.jsonl"
+  _truncate_log(log_path, step)  # a resume repeats the iterations after its checkpoint: drop their old records
+  eval_every = config.eval_every_steps
+  metrics: dict[str, float] | None = None
+  start = time.perf_counter()
+  with open(log_path, "a") as log, tqdm(total=config.iterations, initial=step, desc=config.model, mininterval=2.0,
+                                        disable=None) as bar:
+    for k in range(step, config.iterations):
+      began = time.perf_counter()
+      record: dict[str, Any] = {"step": k + 1, **learner.iteration(k)}
+      bad = sorted(name for name, v in record.items() if not math.isfinite(v))
+      if bad:
+        raise errors.TrainingDivergedError(
+            f"{config.model}: {', '.join(bad)} not finite at iteration {k + 1}; training stopped and nothing was "
+            f"exported. Lower the learning rates in config.ppo.")
+      record["iteration_seconds"] = time.perf_counter() - began
+      last = k + 1 == config.iterations
+      metrics = None
+      if last or (eval_every and (k + 1) % eval_every == 0):
+        model.eval()
+        metrics = {name: float(v) for name, v in family.evaluate(model, learner.eval_data).items()}
+        model.train()
+        record.update({f"eval/{name}": v for name, v in metrics.items()})
+        logging.info("iteration %d: %s", k + 1, " ".join(f"{name}={v:.4g}" for name, v in metrics.items()))
+      record["seconds"] = time.perf_counter() - start
+      log.write(json.dumps(record) + "\n")
+      log.flush()
+      bar.update(1)
+      if last or (k + 1) % config.checkpoint_every_steps == 0:
+        save(k + 1)
+      step = k + 1
+  manager.wait_until_finished()
+
+  result: dict[str, Any] = {"steps": step, "train_seconds": time.perf_counter() - start, "devices": 1,
+                            "processes": 1}
+  model.eval()
+  if metrics is None:  # resumed after the last iteration's checkpoint (e.g. killed while exporting)
+    metrics = {name: float(v) for name, v in family.evaluate(model, learner.eval_data).items()}
+  result.update(metrics=metrics, best_step=step)
+  if config.export:
+    export, checks = export_checkpoint(model, config.model, learner.eval_data, metrics, workdir / "export",
+                                       model_kwargs=model_kwargs, config=config.to_dict(),
+                                       bookkeeping={"train_steps": step})
+    result["export"] = str(export)
+    result["checks"] = [str(c) for c in checks]
+    result["checks_passed"] = all(c.passed for c in checks)
+    for c in checks:
+      logging.info("verify: %s", c)
+  manager.close()
   return result

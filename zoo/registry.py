@@ -92,6 +92,31 @@ class CardSectionsFn(Protocol):
     the caller (`zoo.hub.shipped_records`): model code never reads the hub or sibling checkpoints."""
 
 
+class Learner(Protocol):
+  """A training loop that makes its own data (reinforcement learning), driven by the trainer (`python -m train`).
+
+  The trainer owns the iteration count, resume, the orbax checkpoints, the metrics log, the evaluation schedule and
+  the export; the learner owns the algorithm. An exact resume after a kill needs nothing but the state of the graph
+  nodes `checkpointed()` returns after `iteration(k - 1)`: a learner derives its randomness from (config seed, k).
+  `eval_data` is what the family's `evaluate(model, eval_data)` takes (for an RL family: the evaluation episodes'
+  settings, not a dataset split).
+  """
+
+  model: Any
+  eval_data: Any
+
+  def checkpointed(self) -> dict[str, Any]:
+    """{name: nnx graph node} (the model, its optimizers, ...) whose `nnx.state` is everything that changes."""
+
+  def iteration(self, k: int) -> dict[str, float]:
+    """Iteration k = 0, 1, ...: collect experience and update; returns its metrics (finite numbers)."""
+
+
+class LearnerFn(Protocol):
+  def __call__(self, model: Any, config: Any) -> Learner:
+    """The learner of a freshly built `model` for the run's `config` (an ml_collections ConfigDict)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Family:
   """What the zoo needs to know of a model family.
@@ -101,6 +126,8 @@ class Family:
     module: the `nnx.Module` class; called as `module(**kwargs, rngs=rngs)`.
     loss, evaluate, verify, plot, demo, export, card_sections: the hooks (see their Protocols above). Without a
       `demo`, `zoo run` evaluates on the test split and plots.
+    learner: for a family that generates its own data (RL): the trainer runs `learner(model, config)`'s
+      iterations instead of minibatches of a dataset through `loss` (see `Learner`).
     paper: citation of the paper the family follows.
     x64: the family computes in float64; the zoo builds, trains, evaluates and verifies it in `precision()`.
     compute_dtypes: the trainer's `compute_dtype` values the family takes. "bfloat16" (mixed precision) needs every
@@ -117,6 +144,7 @@ class Family:
   demo: DemoFn | None = None
   export: ExportFn | None = None
   card_sections: CardSectionsFn | None = None
+  learner: LearnerFn | None = None
   paper: str = ""
   x64: bool = False
   compute_dtypes: tuple[str, ...] = ("float32",)

@@ -86,3 +86,19 @@ def shrink(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c.max_eval_examples = 64
   c.smoke = True
   return c
+
+
+def rl_base_config(model: str) -> ml_collections.ConfigDict:
+  """Defaults of the trainer's loop for a family with a `learner` (reinforcement learning): no dataset, `iterations`
+  of the learner instead of epochs of batches; a trainer step is one iteration. The family's config adds the
+  learner's own fields (e.g. configs/acs.py: env, ppo, ...)."""
+  c = ml_collections.ConfigDict()
+  c.model = model                      # registered zoo name; the exported checkpoint carries this name
+  c.model_overrides = ml_collections.ConfigDict()
+  c.seed = 0                           # weights and every random choice of the learner (environment layouts, actions)
+  c.iterations = 10
+  c.eval_every_steps = 5               # evaluate every this many iterations (and after the last)
+  c.checkpoint_every_steps = 1         # orbax CheckpointManager save interval in iterations (resume granularity)
+  c.export = True                      # write WORKDIR/export (a zoo checkpoint with card) from the final iteration
+  c.smoke = False
+  return c

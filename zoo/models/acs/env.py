@@ -71,7 +71,8 @@ class Transition:
   """What one step returns besides the next state (each `()` per environment, `(batch,)` batched): `reward`,
   binary `cost`, `done` (episode over: the next state is a fresh episode), and the finished episode's totals
   `episode_cost` / `episode_reward` (meaningful where `done`), `final_obs` (the observation the step reached, before
-  any reset)."""
+  any reset), `terminal` (the episode ended for a reason other than the time limit: no value to bootstrap from
+  `final_obs`)."""
 
   reward: jax.Array
   cost: jax.Array
@@ -79,6 +80,7 @@ class Transition:
   episode_cost: jax.Array
   episode_reward: jax.Array
   final_obs: jax.Array
+  terminal: jax.Array
 
 
 class PointGoal1:
@@ -129,10 +131,11 @@ class PointGoal1:
     reward = (state.last_distance - reached_distance) + self.config["reward_goal"] * reached
     cost = (inner.info["cost"] > 0).astype(jnp.float32)
     steps = state.steps + 1
-    done = (steps >= self.episode_length) | (inner.done > 0)
+    terminal = inner.done > 0
+    done = (steps >= self.episode_length) | terminal
     next_state = EnvState(inner, self._obs(inner), self.goal_distance(inner), steps, state.cost + cost,
                           state.reward + reward)
-    return next_state, Transition(reward, cost, done, next_state.cost, next_state.reward, next_state.obs)
+    return next_state, Transition(reward, cost, done, next_state.cost, next_state.reward, next_state.obs, terminal)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -69,6 +69,11 @@ class GaussianPolicy(nnx.Module):
   def entropy(self) -> jax.Array:
     return jnp.sum(self.log_std.value + 0.5 * math.log(2 * math.pi * math.e))
 
+  def act(self, obs: jax.Array, key: jax.Array, *, guard: jax.Array | bool = True,
+          deterministic: jax.Array | bool = False) -> "Action":
+    """`policy_act`: what a rollout calls on the baselines (no safeguard; `guard` is ignored)."""
+    return policy_act(self, obs, key, guard=guard, deterministic=deterministic)
+
 
 class ValueCritic(nnx.Module):
   """V(s) `(batch, obs_dim) -> (batch,)`: the reward value, or (as `SafetyCritic`) the probability of staying
@@ -103,8 +108,9 @@ class SafetyAdvantage(nnx.Module):
 
 
 class Action(NamedTuple):
-  """One step of the hierarchical policy, each `(batch, …)`: the executed `action`, the policy's `raw` sample, the
-  `log_prob` of the executed action under π, the safeguard's `iterations` and `residual` (A_s − h), and `bound` h."""
+  """One step of the hierarchical policy, each `(batch, …)`: the executed `action`, the policy's `raw` proposal (a
+  sample, or the mean when deterministic), the `log_prob` of the executed action under π, the safeguard's
+  `iterations` and `residual` (A_s − h), and `bound` h (zeros for a policy without safeguard)."""
 
   action: jax.Array
   raw: jax.Array
@@ -114,40 +120,81 @@ class Action(NamedTuple):
   bound: jax.Array
 
 
-class ACSAgent(nnx.Module):
-  """Upper layer (Gaussian policy) + critics + lower layer (the safeguard), with ε stored as state.
+def _propose(policy: GaussianPolicy, obs: jax.Array, key: jax.Array, deterministic: jax.Array | bool) -> jax.Array:
+  """π's mean where `deterministic` (a bool, traced or not), else a sample."""
+  return jnp.where(deterministic, policy(obs), policy.sample(obs, key))
 
-  `agent(obs)` is the safe deterministic action: the policy mean corrected by the safeguard at the stored ε;
-  `agent.policy(obs)` is the raw policy action. `agent.act(obs, key)` samples for training and returns the
-  log-probability of the action that is executed. Shapes: `obs: (batch, obs_dim)` → `(batch, act_dim)`.
+
+def policy_act(policy: GaussianPolicy, obs: jax.Array, key: jax.Array, *, guard: jax.Array | bool = True,
+               deterministic: jax.Array | bool = False) -> Action:
+  """The upper layer alone (PPO, PPO-Lagrangian): the executed action is the proposal. `guard` is accepted and
+  ignored, so a rollout calls `act` alike on an `ACSAgent` and on a bare policy."""
+  del guard
+  action = _propose(policy, obs, key, deterministic)
+  zeros = jnp.zeros(action.shape[:1], action.dtype)
+  return Action(action, action, policy.log_prob(obs, action), zeros.astype(jnp.int32), zeros, zeros)
+
+
+METHODS = ("acs", "ppo", "ppo-lag")
+
+
+class ACSAgent(nnx.Module):
+  """Upper layer (Gaussian policy) + critics + lower layer (the safeguard), with ε stored as state; with
+  `method="ppo"` or `"ppo-lag"` the same agent without safety critics and safeguard (the baselines trained by the
+  same code): PPO has the policy and V(s); PPO-Lagrangian adds the cost critic V_c(s) and the multiplier λ ≥ 0.
+
+  `agent(obs)` is the deterministic action the environment receives: for ACS the policy mean corrected by the
+  safeguard at the stored ε (`agent(obs, guard=False)` skips the correction), for the baselines the policy mean;
+  always clipped to the action box. `agent.policy(obs)` is the raw (unclipped) policy mean. `agent.act(obs, key)`
+  samples for training and returns the log-probability of the action that is executed. Shapes:
+  `obs: (batch, obs_dim)` → `(batch, act_dim)`.
   """
 
-  def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int] = (64, 64), *, eta: float = safeguard.ETA,
-               steps: int = safeguard.STEPS, step_size: float = safeguard.STEP_SIZE, low: float = -1.0,
-               high: float = 1.0, epsilon: float = 0.3, rngs: nnx.Rngs):
-    self.obs_dim, self.act_dim = obs_dim, act_dim
+  def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int] = (64, 64), *, method: str = "acs",
+               eta: float = safeguard.ETA, steps: int = safeguard.STEPS, step_size: float = safeguard.STEP_SIZE,
+               low: float = -1.0, high: float = 1.0, epsilon: float = 0.3, rngs: nnx.Rngs):
+    if method not in METHODS:
+      raise ValueError(f"method {method!r}: use one of {', '.join(METHODS)}.")
+    self.obs_dim, self.act_dim, self.method = obs_dim, act_dim, method
     self.eta, self.steps, self.step_size, self.low, self.high = eta, steps, step_size, low, high
     self.policy = GaussianPolicy(obs_dim, act_dim, hidden, rngs=rngs)
     self.value = ValueCritic(obs_dim, hidden, rngs=rngs)
-    self.safe_value = SafetyCritic(obs_dim, hidden, rngs=rngs)
-    self.safe_advantage = SafetyAdvantage(obs_dim, act_dim, hidden, rngs=rngs)
-    self.epsilon = nnx.Variable(jnp.asarray(epsilon, jnp.float32))
+    if method == "acs":
+      self.safe_value = SafetyCritic(obs_dim, hidden, rngs=rngs)
+      self.safe_advantage = SafetyAdvantage(obs_dim, act_dim, hidden, rngs=rngs)
+      self.epsilon = nnx.Variable(jnp.asarray(epsilon, jnp.float32))
+    elif method == "ppo-lag":
+      self.cost_value = ValueCritic(obs_dim, hidden, rngs=rngs)
+      self.multiplier = nnx.Variable(jnp.zeros((), jnp.float32))
 
-  def _guard(self, obs: jax.Array, proposal: jax.Array, enabled: bool) -> tuple[safeguard.Correction, jax.Array]:
+  @property
+  def guarded(self) -> bool:
+    """Whether the agent has the lower layer (ACS)."""
+    return self.method == "acs"
+
+  def correction(self, obs: jax.Array, proposal: jax.Array,
+                 enabled: jax.Array | bool = True) -> tuple[safeguard.Correction, jax.Array]:
+    """The lower layer (ACS only): `proposal (batch, act_dim)` corrected by `safeguard.correct` at the stored ε,
+    and the bound h(s) `(batch,)`."""
     bound = safeguard.threshold(self.safe_value(obs), self.epsilon.value, self.eta)
-    if not enabled:
-      return safeguard.Correction(proposal, jnp.zeros(proposal.shape[:1], jnp.int32),
-                                  self.safe_advantage(obs, jnp.clip(proposal, self.low, self.high)) - bound), bound
     return safeguard.correct(self.safe_advantage, obs, proposal, bound, steps=self.steps, step_size=self.step_size,
-                             low=self.low, high=self.high), bound
+                             low=self.low, high=self.high, enabled=enabled), bound
 
-  def act(self, obs: jax.Array, key: jax.Array, *, guard: bool = True) -> Action:
-    """Samples a ~ π(·|s), corrects it (unless `guard=False`) and scores the executed action under π."""
-    raw = self.policy.sample(obs, key)
-    fixed, bound = self._guard(obs, raw, guard)
+  def act(self, obs: jax.Array, key: jax.Array, *, guard: jax.Array | bool = True,
+          deterministic: jax.Array | bool = False) -> Action:
+    """Samples a ~ π(·|s) (the mean where `deterministic`), corrects it (ACS, unless `guard` is False) and scores
+    the executed action under π. `guard` and `deterministic` may be traced booleans (one compiled rollout serves
+    training and evaluation, with and without the safeguard)."""
+    if not self.guarded:
+      return policy_act(self.policy, obs, key, deterministic=deterministic)
+    raw = _propose(self.policy, obs, key, deterministic)
+    fixed, bound = self.correction(obs, raw, guard)
     return Action(fixed.action, raw, self.policy.log_prob(obs, fixed.action), fixed.iterations, fixed.residual, bound)
 
   def __call__(self, obs: jax.Array, *, guard: bool = True) -> jax.Array:
-    """The safe deterministic action (policy mean through the safeguard), clipped to the action box."""
-    fixed, _ = self._guard(obs, self.policy(obs), guard)
-    return jnp.clip(fixed.action, self.low, self.high)
+    """The deterministic action, clipped to the action box: for ACS the policy mean through the safeguard (the safe
+    action; `guard=False` for the uncorrected mean), for PPO and PPO-Lagrangian the policy mean."""
+    mean = self.policy(obs)
+    if self.guarded:
+      mean = self.correction(obs, mean, guard)[0].action
+    return jnp.clip(mean, self.low, self.high)

@@ -51,3 +51,54 @@ def lagrangian_advantages(reward_advantages: jax.Array, cost_advantages: jax.Arr
 def multiplier_step(multiplier: jax.Array, episode_cost: jax.Array, budget: float, lr: float) -> jax.Array:
   """λ ← max(0, λ + lr (J_c − d)): grows while the mean episode cost exceeds the budget."""
   return jnp.maximum(0.0, multiplier + lr * (jnp.mean(episode_cost) - budget))
+
+
+# --- full-batch fitting, as Spinning Up and the research code (traceable: call them inside `nnx.jit`) ------------
+
+
+def fit_policy(policy: GaussianPolicy, optimizer: nnx.Optimizer, obs: jax.Array, actions: jax.Array,
+               old_log_prob: jax.Array, advantages: jax.Array, *, iterations: int, target_kl: float = TARGET_KL,
+               clip: float = CLIP) -> dict[str, jax.Array]:
+  """Up to `iterations` full-batch Adam steps on the PPO-clip loss, stopping (for good) at the first iteration whose
+  approximate KL to the data's policy exceeds 1.5 × `target_kl`, measured before its step (Spinning Up's rule).
+  Returns the first iteration's loss, the KL and clip fraction where it stopped, and the number of steps taken."""
+  graphdef, state = nnx.split((policy, optimizer))
+
+  def body(_, carry):
+    state, active, taken, info = carry
+    pol, opt = nnx.merge(graphdef, state)
+    (_, info_now), grads = nnx.value_and_grad(policy_loss, has_aux=True)(pol, obs, actions, old_log_prob,
+                                                                         advantages, clip)
+    active = active & (info_now["approx_kl"] <= 1.5 * target_kl)
+    opt.update(pol, grads)
+    state = jax.tree.map(lambda new, old: jnp.where(active, new, old), nnx.state((pol, opt)), state)
+    info = jax.tree.map(lambda new, old: jnp.where(active, new, old), info_now, info)
+    return state, active, taken + active.astype(jnp.int32), info
+
+  first_loss, first_info = policy_loss(policy, obs, actions, old_log_prob, advantages, clip)
+  state, _, taken, info = jax.lax.fori_loop(0, iterations, body, (state, jnp.asarray(True), jnp.asarray(0),
+                                                                   first_info))
+  nnx.update((policy, optimizer), state)
+  return {"policy_loss": first_loss, "pi_iterations": taken, **info}
+
+
+def fit_regression(module: nnx.Module, optimizer: nnx.Optimizer, inputs: tuple[jax.Array, ...], targets: jax.Array,
+                   *, iterations: int, mask: jax.Array | None = None) -> jax.Array:
+  """`iterations` full-batch Adam steps on the (masked) mean squared error of `module(*inputs)` to `targets (n,)`
+  (a critic's fit). Returns the loss before the first step."""
+  weights = jnp.ones_like(targets) if mask is None else mask.astype(targets.dtype)
+  denominator = jnp.maximum(jnp.sum(weights), 1.0)
+
+  def loss(m):
+    return jnp.sum(weights * (m(*inputs) - targets) ** 2) / denominator
+
+  graphdef, state = nnx.split((module, optimizer))
+
+  def body(_, state):
+    mod, opt = nnx.merge(graphdef, state)
+    opt.update(mod, nnx.grad(loss)(mod))
+    return nnx.state((mod, opt))
+
+  before = loss(module)
+  nnx.update((module, optimizer), jax.lax.fori_loop(0, iterations, body, state))
+  return before

@@ -47,12 +47,13 @@ def threshold(safe_value: jax.Array, epsilon: jax.Array | float, eta: float = ET
 
 def correct(advantage: Callable[[jax.Array, jax.Array], jax.Array], obs: jax.Array, action: jax.Array,
             bound: jax.Array, *, steps: int = STEPS, step_size: float = STEP_SIZE, low: float = -1.0,
-            high: float = 1.0, direction: float = 1.0) -> Correction:
+            high: float = 1.0, direction: float = 1.0, enabled: jax.Array | bool = True) -> Correction:
   """Moves each `action` row by normalised gradient steps on `advantage(obs, clip(a))` until it reaches `bound`.
 
   A row that already satisfies A_s(s, clip(a)) ≥ bound is returned unchanged (not even clipped: the environment
   clips, and the policy's log-probability stays that of the sample); a corrected row lies in [low, high].
-  `direction=+1` ascends A_s, `-1` descends (the research code's literal sign).
+  `direction=+1` ascends A_s, `-1` descends (the research code's literal sign). `enabled=False` (a bool, traced or
+  not) returns every row unchanged with its residual (the same compiled program with the safeguard off).
   """
 
   def values_and_grads(a):
@@ -72,7 +73,8 @@ def correct(advantage: Callable[[jax.Array, jax.Array], jax.Array], obs: jax.Arr
     a = jnp.where(active[:, None], moved, a)
     return a, active, iterations + active.astype(jnp.int32)
 
-  start = (action, jnp.ones(action.shape[:1], bool), jnp.zeros(action.shape[:1], jnp.int32))
+  start = (action, jnp.broadcast_to(jnp.asarray(enabled, bool), action.shape[:1]),
+           jnp.zeros(action.shape[:1], jnp.int32))
   corrected, _, iterations = jax.lax.fori_loop(0, steps, body, start)
   residual = advantage(obs, jnp.clip(corrected, low, high)) - bound
   return Correction(corrected, iterations, residual)
