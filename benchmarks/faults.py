@@ -338,14 +338,7 @@ def trainer_configs():
   from zoo import training
 
   def config(**changes):
-    c = training.shrink(training.base_config(model="massnet-sir", dataset="sir"))
-    for dotted, value in changes.items():
-      node = c
-      *parents, leaf = dotted.split(".")
-      for p in parents:
-        node = node[p]
-      node[leaf] = value
-    return c
+    return training.override(training.shrink(training.base_config(model="massnet-sir", dataset="sir")), changes)
 
   for change in ({"optimizer.lr": float("nan")}, {"optimizer.lr": 1e6}, {"optimizer.lr": -1.0}, {"epochs": 0},
                  {"epochs": -3}, {"batch_size": 0}, {"best_mode": "up"}, {"optimizer.name": "nope"},

@@ -80,14 +80,9 @@ def load_config(path: str, arg: str, **overrides):
   spec = importlib.util.spec_from_file_location(f"config_{pathlib.Path(path).stem}", ROOT / path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  config = module.get_config(arg)
-  for key, value in overrides.items():
-    *parents, leaf = key.split(".")
-    node = config
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
-  return config
+  from zoo import training  # pylint: disable=import-outside-toplevel
+
+  return training.override(module.get_config(arg), overrides)
 
 
 def kill_after_records(proc: subprocess.Popen, log: pathlib.Path, records: int, timeout: float = 300) -> None:

@@ -426,13 +426,7 @@ def _config(**changes):
 
   c = training.shrink(training.base_config(model="massnet-sir", dataset="sir"))
   c.best_metric = "test_mse"
-  for dotted, value in changes.items():
-    *parents, leaf = dotted.split("__")
-    target = c
-    for p in parents:
-      target = target[p]
-    target[leaf] = value
-  return c
+  return training.override(c, changes, sep="__")
 
 
 @pytest.mark.parametrize("change, field", [

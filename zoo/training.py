@@ -77,6 +77,17 @@ def base_config(model: str, dataset: str) -> ml_collections.ConfigDict:
   return c
 
 
+def override(c: ml_collections.ConfigDict, changes: Mapping[str, object], sep: str = ".") -> ml_collections.ConfigDict:
+  """Sets each dotted field of `changes` (`{"optimizer.lr": 1e-3}`) in `c`, as `--config.optimizer.lr` does; returns `c`."""
+  for dotted, value in changes.items():
+    *parents, leaf = dotted.split(sep)
+    node = c
+    for p in parents:
+      node = node[p]
+    node[leaf] = value
+  return c
+
+
 def shrink(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """A smoke-test version of `c`: one short epoch, frequent checkpoints."""
   c.epochs = 1
