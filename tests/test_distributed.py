@@ -70,7 +70,8 @@ def _train(workdir, processes: int, devices: int, *flags, config=MASSNET) -> dic
   codes = _wait(_start(workdir, processes, devices, *flags, config=config))
   errs = [open(f"{workdir}.p{i}.err").read()[-3000:] for i in range(processes)]
   assert codes == [0] * processes, f"return codes {codes}:\n" + "\n---\n".join(errs)
-  assert "done:" in open(f"{workdir}.p0.out").read()
+  out = open(f"{workdir}.p0.out").read()
+  assert out.count("done:") == 1 and "{" not in out  # the result once, for people
   for i in range(1, processes):  # the result is printed once, by process 0
     assert "done:" not in open(f"{workdir}.p{i}.out").read()
   return json.loads((pathlib.Path(workdir) / "result.json").read_text())

@@ -87,6 +87,7 @@ def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path):
     np.testing.assert_array_equal(x, y)
 
 
+@pytest.mark.slow  # the default run keeps test_distributed's 2 processes x 2 devices against one device
 def test_two_devices_shard_the_batch_and_give_the_same_losses(tmp_path):
   settings = {"epochs": 2, "max_train_examples": 256, "export": False}
   one = train_and_evaluate(_config(**settings), tmp_path / "one")
