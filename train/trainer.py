@@ -346,10 +346,10 @@ def validate_config(config: ml_collections.ConfigDict, workdir: str | pathlib.Pa
     raise bad("model", "must be a registered model name (zoo list)")
   spec = registry.get_spec(config.model)
   number("seed", 0, 2**32 - 1, integer=True)
+  number("checkpoint_every_steps", 1, 1 << 30, integer=True)
   if spec.family.learner is not None:  # a family that makes its own data (RL): iterations of its learner
     number("iterations", 1, 1 << 30, integer=True)
     number("eval_every_steps", 0, 1 << 30, integer=True)
-    number("checkpoint_every_steps", 1, 1 << 30, integer=True)
   else:
     for field in ("dataset", "train_split", "eval_split"):
       if not isinstance(_field(config, field), str) or not _field(config, field):
@@ -362,7 +362,6 @@ def validate_config(config: ml_collections.ConfigDict, workdir: str | pathlib.Pa
     number("optimizer.step_factor", 0, 10, low_open=True)
     number("optimizer.step_epochs", 0, 1 << 20, integer=True)
     number("eval_every_epochs", 0, 1 << 20, integer=True)
-    number("checkpoint_every_steps", 1, 1 << 30, integer=True)
     number("max_train_examples", 0, 1 << 40, integer=True)
     number("max_eval_examples", 0, 1 << 40, integer=True)
     if _field(config, "optimizer.schedule") not in ("constant", "cosine", "step"):
