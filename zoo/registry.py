@@ -144,7 +144,21 @@ class ModelSpec:
     return pins.get(self.name)
 
   def build(self, seed: int = 0, **overrides: Any) -> nnx.Module:
-    """A freshly initialised module (random weights from `seed`)."""
+    """A freshly initialised module (random weights from `seed`), computed by one compiled program
+    (`zoo.compiled_init`: bit for bit the weights of `construct`, one compilation instead of one per operation);
+    `ZOO_COMPILED_INIT=0` builds eagerly (`construct`: no program to compile for a new set of kwargs, see
+    benchmarks/results/first_calls.md for what each costs)."""
+    import os  # pylint: disable=import-outside-toplevel
+
+    if os.environ.get("ZOO_COMPILED_INIT", "").strip().lower() in {"0", "false", "off", "no"}:
+      return self.construct(seed, **overrides)
+    from zoo import compiled_init  # pylint: disable=import-outside-toplevel
+
+    with self.family.precision():
+      return compiled_init.build(self.family.module, {**self.kwargs, **overrides}, seed)
+
+  def construct(self, seed: int = 0, **overrides: Any) -> nnx.Module:
+    """`build`, run operation by operation (eager JAX): the reference `build` is checked against."""
     from flax import nnx  # pylint: disable=import-outside-toplevel
 
     with self.family.precision():
@@ -155,7 +169,7 @@ class ModelSpec:
     from flax import nnx  # pylint: disable=import-outside-toplevel
 
     with self.family.precision():
-      return nnx.eval_shape(lambda: self.build(0, **overrides))
+      return nnx.eval_shape(lambda: self.construct(0, **overrides))
 
   def as_dict(self) -> dict[str, Any]:
     """A JSON-ready record of the spec (what `zoo info` prints and the manifest stores)."""
