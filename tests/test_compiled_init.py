@@ -1,4 +1,5 @@
-"""`zoo.create` builds a model under ONE compiled initialisation (`zoo.compiled_init`) with the eager build's bits.
+"""With `ZOO_COMPILED_INIT=1`, `zoo.create` builds a model under ONE compiled initialisation (`zoo.compiled_init`)
+with the eager build's bits; by default it builds eagerly, with the same bits.
 
 tests/create_sha256.json holds the sha256 of every registered model's state from `zoo.create(name, seed=0)` as it
 was before the compiled initialisation existed (eager, commit e3e0fec): the same seed must keep giving the same
@@ -41,8 +42,13 @@ def test_every_registered_model_has_a_recorded_checksum():
   assert set(zoo.list_models()) <= set(RECORDED), "record the new model's checksum (see create_sha256.json)"
 
 
+@pytest.fixture()
+def compiled(monkeypatch):
+  monkeypatch.setenv("ZOO_COMPILED_INIT", "1")
+
+
 @pytest.mark.parametrize("name", FAST + [pytest.param(n, marks=pytest.mark.slow) for n in SLOW])
-def test_create_gives_the_weights_of_the_eager_build(name):
+def test_create_gives_the_weights_of_the_eager_build(name, compiled):  # pylint: disable=redefined-outer-name,unused-argument
   spec = registry.get_spec(name)
   built = state_sha256(zoo.create(name, seed=0))
   assert built == RECORDED[name], f"{name}: zoo.create(seed=0) no longer gives the recorded weights"
@@ -94,13 +100,18 @@ print(json.dumps(out))
 def test_create_compiles_one_program_per_model(names, tmp_path):
   """Counted in a fresh process (XLA compilations, or loads from the persistent cache: JAX's backend-compile
   event): one per model; none for a second create of it, nor for another seed (the seed is an argument)."""
-  out = run_python(_COUNT.replace("sys.argv[1:]", repr(names)), env={"ZOO_CACHE_DIR": str(tmp_path)}, timeout=900)
+  out = run_python(_COUNT.replace("sys.argv[1:]", repr(names)),
+                   env={"ZOO_CACHE_DIR": str(tmp_path), "ZOO_COMPILED_INIT": "1"}, timeout=900)
   assert out.returncode == 0, out.stderr[-3000:]
   counts = json.loads(out.stdout.strip().splitlines()[-1])
   assert counts == {n: [1, 0, 0] for n in names}
 
 
-def test_compiled_init_off_builds_eagerly_with_the_same_weights(monkeypatch):
-  monkeypatch.setenv("ZOO_COMPILED_INIT", "0")
-  monkeypatch.setattr(compiled_init, "build", lambda *a, **k: pytest.fail("ZOO_COMPILED_INIT=0 must build eagerly"))
+@pytest.mark.parametrize("setting", [None, "0"])
+def test_by_default_create_builds_eagerly_with_the_same_weights(setting, monkeypatch):
+  if setting is None:
+    monkeypatch.delenv("ZOO_COMPILED_INIT", raising=False)
+  else:
+    monkeypatch.setenv("ZOO_COMPILED_INIT", setting)
+  monkeypatch.setattr(compiled_init, "build", lambda *a, **k: pytest.fail("the default build is eager"))
   assert state_sha256(zoo.create("massnet-sir", seed=0)) == RECORDED["massnet-sir"]

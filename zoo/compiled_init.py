@@ -3,10 +3,14 @@
     model = build(MassNet, dict(dim=3), seed=0)    # == MassNet(dim=3, rngs=nnx.Rngs(0)), the same bits
 
 Built eagerly, a constructor runs every initialiser, `jnp.zeros`, QR, k-means++ ... as a program of its own: tens of
-compilations per model (massnet-sir: 20), or as many persistent-cache look-ups. `build` traces the constructor once
-(`jax.make_jaxpr`, the seed an argument, not a constant) and evaluates the traced operations under one `jax.jit`:
-one compilation per model and keyword arguments, one persistent-cache entry that every seed and every later process
-reuses, and a second `build` of the same variant in a process reuses the traced program (no trace, no compile).
+compilations per model (massnet-sir: 20, wavemix-lite-digits-rotate-rtn4: 235), or as many persistent-cache
+look-ups. `build` traces the constructor once (`jax.make_jaxpr`, the seed an argument, not a constant) and evaluates
+the traced operations under one `jax.jit`: one compilation per model and keyword arguments, one persistent-cache
+entry that every seed and every later process reuses, and a second `build` of the same variant in a process reuses
+the traced program (no trace, no compile). `zoo.create` uses it with `ZOO_COMPILED_INIT=1`; the default stays eager
+because on XLA:CPU the one program is slower, measured in benchmarks/results/first_calls.md: it compiles in 2-2.5x
+the CPU time of the eager build's programs (which every model shares), and tracing the constructor plus lowering the
+program (which JAX needs for the cache key) cost more than the eager build's look-ups of its small programs.
 
 The evaluator (below) keeps the eager bits: each floating-point operation is compiled as if alone (in its own
 `lax.cond` branch), literals stay runtime arguments, and identical independent elementwise operations (the many

@@ -383,10 +383,10 @@ load.__doc__ = load.__doc__.replace("{SOURCES}", SOURCES_HELP.replace("\n", "\n 
 def create(name: str, seed: int = 0, **overrides: Any) -> nnx.Module:
   """A randomly initialised model of the registered variant `name` (weights from `seed`).
 
-  Built under ONE compiled initialisation (`zoo.compiled_init`): one XLA program per variant and keyword
-  arguments, bit for bit the weights of the eager, operation-by-operation build (which compiled tens of programs),
-  kept in the persistent compilation cache (`zoo.cache`) for every seed and every later process; a second create of
-  the same variant in a process reuses the program. Measured: benchmarks/results/first_calls.md."""
+  Built operation by operation (tens of small XLA programs, shared by every model and kept in the persistent
+  compilation cache, `zoo.cache`), or with `ZOO_COMPILED_INIT=1` under ONE compiled initialisation
+  (`zoo.compiled_init`: one program per variant and keyword arguments, bit for bit the same weights). On CPU the
+  eager build is the faster, cold and warm: benchmarks/results/first_calls.md."""
   cache.enable_compilation_cache()
   spec = registry.get_spec(name)
   model = spec.build(seed, **overrides)

@@ -144,13 +144,14 @@ class ModelSpec:
     return pins.get(self.name)
 
   def build(self, seed: int = 0, **overrides: Any) -> nnx.Module:
-    """A freshly initialised module (random weights from `seed`), computed by one compiled program
-    (`zoo.compiled_init`: bit for bit the weights of `construct`, one compilation instead of one per operation);
-    `ZOO_COMPILED_INIT=0` builds eagerly (`construct`: no program to compile for a new set of kwargs, see
-    benchmarks/results/first_calls.md for what each costs)."""
+    """A freshly initialised module (random weights from `seed`): operation by operation (`construct`), or, with
+    `ZOO_COMPILED_INIT=1`, under one compiled program (`zoo.compiled_init`, bit for bit the same weights). Eager
+    is the default because it is the faster on CPU, measured in benchmarks/results/first_calls.md: its small
+    programs are shared by every model and load quickly from the persistent cache, where one program per variant
+    takes 2-2.5x the CPU to compile and 0-55% more to trace, lower and load."""
     import os  # pylint: disable=import-outside-toplevel
 
-    if os.environ.get("ZOO_COMPILED_INIT", "").strip().lower() in {"0", "false", "off", "no"}:
+    if os.environ.get("ZOO_COMPILED_INIT", "").strip().lower() not in {"1", "true", "on", "yes"}:
       return self.construct(seed, **overrides)
     from zoo import compiled_init  # pylint: disable=import-outside-toplevel
 
@@ -158,7 +159,7 @@ class ModelSpec:
       return compiled_init.build(self.family.module, {**self.kwargs, **overrides}, seed)
 
   def construct(self, seed: int = 0, **overrides: Any) -> nnx.Module:
-    """`build`, run operation by operation (eager JAX): the reference `build` is checked against."""
+    """The module built operation by operation (eager JAX): `build`'s default, and its reference."""
     from flax import nnx  # pylint: disable=import-outside-toplevel
 
     with self.family.precision():
