@@ -7,7 +7,8 @@ Rows (median of --repeat runs; wall seconds and the child's CPU seconds, user + 
   import jax / import zoo  side by side (alternating), goal: zoo ≤ 1.5 × jax
   zoo list, zoo info       goal ≤ 1 s (the registry index is built by a first, unmeasured call)
   zoo.create(NAME)         every registered model, each in a fresh process (import not counted); cold: empty
-                           compilation cache, warm: a second process; goal ≤ 1 s
+                           compilation cache, warm: a second process; goal ≤ 1 s; and how many XLA programs the
+                           create compiled or loaded from the cache (JAX's backend-compile event)
   ELCD rollout             `zoo.load("elcd-lasa8d").rollout(x0, steps=1000)` in a first and a second process;
                            goal: the second process's first rollout ≤ 3 s
 Writes benchmarks/results/first_calls_LABEL.json and .md. The machine may be shared: CPU seconds are the steadier
@@ -44,15 +45,18 @@ def run(code: str, root: pathlib.Path, env: dict[str, str]) -> tuple[float, floa
 
 
 def timed(code: str, root, env) -> float:
-  """The seconds a snippet reports itself (it prints `T=<wall seconds>` and optionally `C=<CPU seconds>`), e.g.
-  excluding its imports; the CPU seconds are kept in CPU_SECONDS."""
+  """The seconds a snippet reports itself (it prints `T=<wall seconds>`, optionally `C=<CPU seconds>` and
+  `N=<programs compiled or loaded>`), e.g. excluding its imports; CPU seconds and counts go to CPU_SECONDS and
+  PROGRAMS."""
   _, _, out = run(code, root, env)
-  text = out.strip().splitlines()[-1]
-  CPU_SECONDS.append(float(text.split("C=")[-1]) if "C=" in text else float("nan"))
-  return float(text.split("T=")[-1].split()[0])
+  fields = dict(f.split("=", 1) for f in out.strip().splitlines()[-1].split() if "=" in f)
+  CPU_SECONDS.append(float(fields.get("C", "nan")))
+  PROGRAMS.append(int(fields["N"]) if "N" in fields else -1)
+  return float(fields["T"])
 
 
 CPU_SECONDS: list[float] = []
+PROGRAMS: list[int] = []  # XLA programs compiled or loaded from the persistent cache (JAX's backend-compile event)
 
 
 def main() -> None:
@@ -92,15 +96,19 @@ def main() -> None:
   patterns = args.models.split(",")
   names = json.loads(run(f"import json, zoo; print(json.dumps(sorted({{n for p in {patterns!r} "
                          f"for n in zoo.list_models(p)}})))", root, env)[2])
-  create = ("import time, zoo; zoo.get_spec({name!r}); t = time.perf_counter(); c = time.process_time(); "
-            "zoo.create({name!r}); print(f'T={{time.perf_counter() - t}} C={{time.process_time() - c}}')")
+  create = ("import time, jax, zoo; zoo.get_spec({name!r}); n = []; "
+            "jax.monitoring.register_event_duration_secs_listener(lambda e, s, **k: n.append(e) "
+            "if e == '/jax/core/compile/backend_compile_duration' else None); "
+            "t = time.perf_counter(); c = time.process_time(); "
+            "zoo.create({name!r}); print(f'T={{time.perf_counter() - t}} C={{time.process_time() - c}} N={{len(n)}}')")
   creates = {}
   for name in names:
     cold = timed(create.format(name=name), root, env)
     warm = timed(create.format(name=name), root, env)
-    creates[name] = {"cold_s": cold, "warm_s": warm, "cold_cpu_s": CPU_SECONDS[-2], "warm_cpu_s": CPU_SECONDS[-1]}
+    creates[name] = {"cold_s": cold, "warm_s": warm, "cold_cpu_s": CPU_SECONDS[-2], "warm_cpu_s": CPU_SECONDS[-1],
+                     "programs": PROGRAMS[-1]}
     print(f"zoo.create({name!r}){'':<{max(0, 30 - len(name))}} cold {cold:7.2f} s  warm {warm:7.2f} s  "
-          f"(CPU {CPU_SECONDS[-2]:.2f} / {CPU_SECONDS[-1]:.2f} s)", flush=True)
+          f"(CPU {CPU_SECONDS[-2]:.2f} / {CPU_SECONDS[-1]:.2f} s; {PROGRAMS[-1]} programs)", flush=True)
   rows["zoo.create"] = {"per_model": creates, "max_cold_s": max(c["cold_s"] for c in creates.values()),
                         "max_warm_cpu_s": max(c["warm_cpu_s"] for c in creates.values()),
                         "max_warm_s": max(c["warm_s"] for c in creates.values()),
@@ -132,9 +140,10 @@ def main() -> None:
       lines.append(f"| {k} | {r['wall_s']:.2f} | {cpu} | {r['goal']} |")
   lines += ["", f"import zoo / import jax: {rows['import zoo']['ratio_wall']:.2f} (wall), "
             f"{rows['import zoo']['ratio_cpu']:.2f} (CPU).", "",
-            "| model | create cold: wall s (CPU s) | create warm: wall s (CPU s) |", "|---|---|---|"]
-  lines += [f"| {n} | {c['cold_s']:.2f} ({c['cold_cpu_s']:.2f}) | {c['warm_s']:.2f} ({c['warm_cpu_s']:.2f}) |"
-            for n, c in creates.items()]
+            "| model | create cold: wall s (CPU s) | create warm: wall s (CPU s) | XLA programs per create |",
+            "|---|---|---|---|"]
+  lines += [f"| {n} | {c['cold_s']:.2f} ({c['cold_cpu_s']:.2f}) | {c['warm_s']:.2f} ({c['warm_cpu_s']:.2f}) | "
+            f"{c['programs']} |" for n, c in creates.items()]
   out.with_suffix(".md").write_text("\n".join(lines) + "\n")
   print(f"wrote {out}.json and .md")
 

@@ -14,7 +14,8 @@ CPU: compare them within one table only.
 `--ship` restores each run's export, applies the family's `export` hook (training form → b-bit packed indices +
 codebooks; runs trained before the hook existed hold the training form), re-evaluates, re-verifies, re-plots
 and saves it under the run's registered name with the family's card section (storage), this table and the memory
-benchmark (its table and plot, from benchmarks/results) to runs/NAME/shipped, then embeds it with `zoo ship`, which
+benchmark's table (from benchmarks/results; its plot stays there, linked from the section and MODEL_CARDS.md, never
+copied into the cards) to runs/NAME/shipped, then embeds it with `zoo ship`, which
 pins its manifest sha256 in checkpoints/pins.json. `--recard` replaces the tables in the embedded cards and pins
 the new manifests.
 """
@@ -35,7 +36,6 @@ METHODS = {"dkm": "DKM", "idkm": "IDKM", "jfb": "IDKM-JFB"}
 # the card sections these benchmarks give the resnet18-digits* cards: {title: card-ready markdown in RESULTS}
 SECTIONS = {"Accuracy: float vs DKM vs IDKM vs IDKM-JFB (benchmarks/idkm_accuracy.py)": "idkm_accuracy.md",
             "Memory: DKM vs IDKM vs IDKM-JFB (benchmarks/idkm_memory.py)": "idkm_memory_card.md"}
-MEMORY_PLOT = RESULTS / "idkm_memory.png"
 
 
 def benchmark_sections() -> dict[str, str]:
@@ -124,7 +124,6 @@ def reexport(run: pathlib.Path) -> pathlib.Path:
     sections.update(benchmark_sections())
     with tempfile.TemporaryDirectory() as tmp:
       plots = list(family.plot(model, data, pathlib.Path(tmp))) if family.plot else []
-      plots += [MEMORY_PLOT] if MEMORY_PLOT.is_file() else []
       return checkpoint.save(model, run / "shipped", name=name, model_kwargs=kwargs, config=config,
                              metrics=metrics, checks=checks, plots=plots, card_sections=sections)
 

@@ -18,6 +18,7 @@ import zoo.data
 from zoo import errors, hub
 from zoo.data import spiral
 from zoo.models import invariance_node as inode
+from zoo.models.invariance_node import report as inode_report
 from zoo.nn.cbf import Obstacles, UnsafeStateError
 from zoo.nn.precision import float64_scope
 
@@ -249,7 +250,7 @@ def test_cards_show_the_measured_comparison():
     assert _manifest(name)["card_sections"][inode.COMPARISON_TITLE] == table
     card = (hub.checkpoints_dir() / name / "README.md").read_text()
     assert f"## {inode.COMPARISON_TITLE}" in card and table in card
-    assert "invariance_spiral.png" in card  # the plot with moved obstacles at inference, panel (d)
+    assert f"{inode_report.PLOT_FILES[0]}" in card  # the plot with moved obstacles at inference, panel (d)
   assert f"| {base['metrics']['violation_rate']:.3f} |" in table and f"**{inv['metrics']['violation_rate']:.3f}**" in table
   assert "**0 (deepest 2.5e-10)**" in table  # the invariant model's `zoo verify` row, from its recorded checks
   other = {"massnet-sir": {"metrics": {"l1_trajectory": 123.0, "violation_rate": 0.5}, "checks": []}}

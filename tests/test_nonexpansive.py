@@ -14,6 +14,7 @@ import zoo
 import zoo.data
 from zoo import attacks, errors, hub
 from zoo.models import nonexpansive as ne
+from zoo.models.nonexpansive import report as ne_report
 from zoo.nn import init
 from zoo.nn import lipschitz as lip
 
@@ -345,7 +346,8 @@ def test_shipped_cards_compare_with_the_baseline_and_the_paper():
     assert "## Constrained vs baseline" in card and f"`{CONSTRAINED}`" in card and f"`{BASELINE}`" in card
     assert "0.839" in card and "0.882" in card  # the official CIFAR-10 clean accuracies at margin 0.07
     assert "0.909" not in card and "not comparable" in card and "Cifar10_updateMargin_0.07.txt" in card
-    assert "robustness.png" in card and (hub.checkpoints_dir() / name / "robustness.png").is_file()
+    plot_file = ne_report.PLOT_FILE
+    assert plot_file in card and (hub.checkpoints_dir() / name / plot_file).is_file()
 
 
 def test_shipped_baseline_verify_fails_when_its_bound_is_unsound(monkeypatch):

@@ -9,6 +9,7 @@ import zoo.data
 from zoo import errors, hub
 from zoo.data import pendulum
 from zoo.models import volume
+from zoo.models.volume import report as volume_report
 
 SHIPPED = (hub.checkpoints_dir() / "volnet-pendulum" / "manifest.json").is_file()
 
@@ -96,4 +97,5 @@ def test_shipped_weights_keep_the_guarantee_and_the_card_numbers():
   assert metrics["rollout_error_max"] < 1.0
   card = (hub.checkpoints_dir() / "volnet-pendulum" / "README.md").read_text()
   assert "## Long rollout against the true flow" in card and "## Data: the pendulum, and why" in card
-  assert "volnet_pendulum.png" in card and (hub.checkpoints_dir() / "volnet-pendulum" / "volnet_pendulum.png").is_file()
+  plot_file = volume_report.PLOT_FILE
+  assert plot_file in card and (hub.checkpoints_dir() / "volnet-pendulum" / plot_file).is_file()

@@ -45,7 +45,8 @@ def compilation_cache_dir() -> pathlib.Path | None:
 def enable_compilation_cache() -> pathlib.Path | None:
   """Turns on JAX's persistent compilation cache in `compilation_cache_dir()` (once per process; idempotent) and
   returns the folder, or None when it is off or the user configured JAX's own. Every compilation is kept
-  (the many small per-operation programs of `zoo.create` add up to seconds). A folder that cannot be created leaves the cache off (never an error)."""
+  (small programs too: the eager operations of a restore or an evaluation add up to seconds). A folder that cannot be
+  created leaves the cache off (never an error)."""
   if _ENABLED:
     return pathlib.Path(_ENABLED[0])
   path = compilation_cache_dir()
@@ -65,7 +66,7 @@ def enable_compilation_cache() -> pathlib.Path | None:
     compilation_cache.reset_cache()
   except (ImportError, AttributeError):
     pass
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)  # zoo.create's many small programs too
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)  # small programs too
   jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
   _ENABLED.append(str(path))
   return path

@@ -326,11 +326,18 @@ def write_card(directory: pathlib.Path, manifest: Mapping[str, Any], spec: regis
 # Benchmark tables that MODEL_CARDS.md carries below the index (paths relative to the repository root; each is
 # written by the benchmark script its first lines name).
 INDEX_TABLES = ("benchmarks/results/elcd_generalisation.md",)
+# Benchmark plots that MODEL_CARDS.md links, {path relative to the repository root: what it shows}. A plot that
+# compares several models lives with its benchmark, never copied into each model's card.
+INDEX_PLOTS = {"benchmarks/results/idkm_memory.png": "DKM vs IDKM vs IDKM-JFB: peak memory and backward time "
+                                                      "against the soft k-means iterations t (benchmarks/idkm_memory.py; "
+                                                      "the `resnet18-digits*` cards' Memory section)"}
 
 
-def index_markdown(checkpoints: pathlib.Path | None, tables: Iterable[str | os.PathLike] = ()) -> str:
+def index_markdown(checkpoints: pathlib.Path | None, tables: Iterable[str | os.PathLike] = (),
+                   plots: Mapping[str, str] | None = None) -> str:
   """MODEL_CARDS.md: every registered model, its guarantee, its measured metrics and its card; then each markdown
-  file of `tables` (a benchmark's table, its title demoted one level)."""
+  file of `tables` (a benchmark's table, its title demoted one level); then links to the benchmark `plots`
+  ({path: caption}, default `INDEX_PLOTS`)."""
   guarantees: dict[str, str] = {}  # each guarantee text once (variants of a family share theirs)
   rows = []
   for spec in registry.specs():
@@ -357,4 +364,7 @@ def index_markdown(checkpoints: pathlib.Path | None, tables: Iterable[str | os.P
   for table in tables:
     text = pathlib.Path(table).read_text().strip()
     lines += ["", "#" + text if text.startswith("# ") else text]
+  plots = INDEX_PLOTS if plots is None else plots
+  if plots:
+    lines += ["", "## Benchmark plots", ""] + [f"- [{caption}]({path})" for path, caption in plots.items()]
   return "\n".join(lines) + "\n"

@@ -383,11 +383,10 @@ load.__doc__ = load.__doc__.replace("{SOURCES}", SOURCES_HELP.replace("\n", "\n 
 def create(name: str, seed: int = 0, **overrides: Any) -> nnx.Module:
   """A randomly initialised model of the registered variant `name` (weights from `seed`).
 
-  The initialisers' compiled programs come from the persistent compilation cache (`zoo.cache`) after the first
-  process. (Measured on CPU, benchmarks/results/first_calls_after.md: one `jax.jit` around the constructor compiles
-  slower than the per-operation programs — massnet-sir 23 s vs 9.7 s cold, 2.6 s vs 1.5 s from the cache; resnet18
-  81 s vs 36 s cold, 10.5 s vs 4.4 s — and its weights differ from the eager ones in the last bit, so the zoo
-  builds eagerly and caches.)"""
+  Built operation by operation (tens of small XLA programs, shared by every model and kept in the persistent
+  compilation cache, `zoo.cache`), or with `ZOO_COMPILED_INIT=1` under ONE compiled initialisation
+  (`zoo.compiled_init`: one program per variant and keyword arguments, bit for bit the same weights). On CPU the
+  eager build is the faster, cold and warm: benchmarks/results/first_calls.md."""
   cache.enable_compilation_cache()
   spec = registry.get_spec(name)
   model = spec.build(seed, **overrides)

@@ -176,7 +176,22 @@ class ModelSpec:
     return pins.get(self.name)
 
   def build(self, seed: int = 0, **overrides: Any) -> nnx.Module:
-    """A freshly initialised module (random weights from `seed`)."""
+    """A freshly initialised module (random weights from `seed`): operation by operation (`construct`), or, with
+    `ZOO_COMPILED_INIT=1`, under one compiled program (`zoo.compiled_init`, bit for bit the same weights). Eager
+    is the default because it is the faster on CPU, measured in benchmarks/results/first_calls.md: its small
+    programs are shared by every model and load quickly from the persistent cache, where one program per variant
+    takes 2-2.5x the CPU to compile and 0-55% more to trace, lower and load."""
+    import os  # pylint: disable=import-outside-toplevel
+
+    if os.environ.get("ZOO_COMPILED_INIT", "").strip().lower() not in {"1", "true", "on", "yes"}:
+      return self.construct(seed, **overrides)
+    from zoo import compiled_init  # pylint: disable=import-outside-toplevel
+
+    with self.family.precision():
+      return compiled_init.build(self.family.module, {**self.kwargs, **overrides}, seed)
+
+  def construct(self, seed: int = 0, **overrides: Any) -> nnx.Module:
+    """The module built operation by operation (eager JAX): `build`'s default, and its reference."""
     from flax import nnx  # pylint: disable=import-outside-toplevel
 
     with self.family.precision():
@@ -187,7 +202,7 @@ class ModelSpec:
     from flax import nnx  # pylint: disable=import-outside-toplevel
 
     with self.family.precision():
-      return nnx.eval_shape(lambda: self.build(0, **overrides))
+      return nnx.eval_shape(lambda: self.construct(0, **overrides))
 
   def as_dict(self) -> dict[str, Any]:
     """A JSON-ready record of the spec (what `zoo info` prints and the manifest stores)."""

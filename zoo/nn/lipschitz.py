@@ -153,10 +153,35 @@ class SpectralOperator(nnx.Module):
     self.u = PowerIterate(_unit(jax.random.normal(rngs.params(), shape)))
     self.v = PowerIterate(_unit(jax.random.normal(rngs.params(), shape))) if track_min_singular else None
     # Converge the vectors at initialisation (the official code runs 1000-10000 power iterations at start);
-    # nothing to do when the model is only being shaped (nnx.eval_shape before a restore), nor for an isometric
-    # initial kernel (delta-orthogonal, square: every unit vector is a singular vector).
+    # nothing to do for an isometric initial kernel (delta-orthogonal, square: every unit vector is a singular
+    # vector). Traced (nnx.eval_shape before a restore, or zoo's one compiled initialisation) nothing happens here:
+    # the compiled initialisation calls `compiled_init_outputs` and `finish_compiled_init`.
+    self.init_iters = int(init_iters)
     if init_iters and not isinstance(kernel, jax.core.Tracer):
       self.refresh(init_iters, force=True)
+
+  def compiled_init_outputs(self) -> dict[str, jax.Array]:
+    """Inside `zoo.compiled_init.build` (traced, after construction): what `refresh(init_iters, force=True)`
+    computes on the device, in the same program: the dense matrix of K for an exactly measured operator (its
+    eigen-solve runs on the host, `finish_compiled_init`), else the power-iterated vectors, set here."""
+    if not self.init_iters:
+      return {}
+    kernel = self.kernel[...]
+    if self.exact_feasible():
+      return {"matrix": _dense_matrix(kernel, apply_fn=self.apply_fn, shape=self.input_shape)}
+    self.u[...] = _jit_power(self, kernel, self.u[...], self.init_iters)[1]
+    if self.v is not None:
+      self.v[...] = _jit_min(self, self.weight(update=False), self.v[...], self.init_iters, MIN_SINGULAR_SHIFT)[1]
+    return {}
+
+  def finish_compiled_init(self, outputs: dict[str, jax.Array]) -> None:
+    """The host part of the initial `refresh`: u from the dense matrix `compiled_init_outputs` computed (and v,
+    which needs the normalised kernel, as `refresh` does)."""
+    vec = self._exact_eigenvector(self._matrix(None, outputs["matrix"]), top=True)  # float64, as `refresh`
+    dtype = self.u.get_value().dtype
+    self.u.set_value(jax.device_put(vec.reshape(1, *self.input_shape).astype(dtype)))  # no program: a host cast
+    if self.v is not None:
+      self.v[...] = self._exact_vector(self.weight(update=False), top=False)
 
   # -- the linear map and its exact adjoint ----------------------------------------------------------------
 
@@ -243,21 +268,29 @@ class SpectralOperator(nnx.Module):
                                    self.kernel[...]).shape))
     return n <= exact_max_dim and n * m <= EXACT_MAX_ENTRIES
 
-  def _matrix(self, kernel: jax.Array) -> np.ndarray:
-    """The operator as a float64 matrix (inputs, outputs): row i = K e_i."""
+  def _matrix(self, kernel: jax.Array | None, dense: jax.Array | None = None) -> np.ndarray:
+    """The operator as a float64 matrix (inputs, outputs): row i = K e_i (`dense`: K's `_dense_matrix`, computed
+    already)."""
     n = int(np.prod(self.input_shape))
-    return np.asarray(_dense_matrix(kernel, apply_fn=self.apply_fn, shape=self.input_shape), np.float64).reshape(n, -1)
+    if dense is None:
+      dense = _dense_matrix(kernel, apply_fn=self.apply_fn, shape=self.input_shape)
+    return np.asarray(dense, np.float64).reshape(n, -1)
 
   def _exact_vector(self, kernel: jax.Array, top: bool) -> jax.Array:
     """The right singular vector of the largest (`top`) or smallest singular value, shape (1, *input_shape):
     the extreme eigenvector of the Gram matrix KᵀK (float64)."""
+    vec = self._exact_eigenvector(self._matrix(kernel), top)
+    return jnp.asarray(vec.reshape(1, *self.input_shape), self.u[...].dtype)
+
+  @staticmethod
+  def _exact_eigenvector(matrix: np.ndarray, top: bool) -> np.ndarray:
+    """The eigenvector of the largest (`top`) or smallest eigenvalue of matrix·matrixᵀ (float64, (n,))."""
     import scipy.linalg  # pylint: disable=import-outside-toplevel
 
-    matrix = self._matrix(kernel)
     n = matrix.shape[0]
     with _one_blas_thread():
       _, vec = scipy.linalg.eigh(matrix @ matrix.T, subset_by_index=[n - 1, n - 1] if top else [0, 0])
-    return jnp.asarray(vec[:, 0].reshape(1, *self.input_shape), self.u[...].dtype)
+    return vec[:, 0]
 
   def measure(self, iters: int = 1000, exact_max_dim: int = EXACT_MAX_DIM, seed: int = 0) -> dict[str, Any]:
     """‖K̂‖₂ and σ_min(K̂) of the operator the forward pass uses (eval mode), measured afresh.

@@ -98,6 +98,6 @@ def draw_confusion(ax: Any, pred: np.ndarray, labels: np.ndarray, split: str = "
     for j in range(n):
       if counts[i, j]:
         ax.text(j, i, counts[i, j], ha="center", va="center", fontsize=7)
-  ax.set(xlabel="predicted class", ylabel="true class",
-         title=f"confusion matrix ({split} split), accuracy {np.mean(pred == labels):.4f}",
+  ax.set(xlabel=f"predicted class (label index 0–{n - 1})", ylabel=f"true class (label index 0–{n - 1})",
+         title=f"confusion matrix ({split} split; cells: images), accuracy {np.mean(pred == labels):.4f}",
          xticks=range(n), yticks=range(n))

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from zoo import plotting
 from zoo.models.elcd.model import ELCD
 
 
@@ -117,6 +118,8 @@ def evaluate(model: ELCD, data) -> dict[str, float]:
 
 
 FAR_RADIUS, FAR_COUNT, FAR_STEPS, FAR_DT = 100.0, 8, 10_000, 0.1  # T = 1000: some fields contract at ≈ ε far out
+PLOT_FILES = ("elcd_streamlines.png", "elcd_far_starts.png")
+UNITS = "normalised units"  # LASA positions / the training demonstrations' per-coordinate std (zoo.data.lasa)
 
 
 def plot(model: ELCD, data, outdir) -> list[pathlib.Path]:
@@ -128,9 +131,7 @@ def plot(model: ELCD, data, outdir) -> list[pathlib.Path]:
   elcd_far_starts.png: rollouts from 8 starts at ‖x0 − x*‖ = 100 (dt 0.1, 10,000 steps): ‖x(t) − x*‖ against t,
     and coordinates (0, 1) against each other.
   """
-  import matplotlib  # pylint: disable=import-outside-toplevel
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  plt = plotting.pyplot()
 
   rollouts, pos, _, _ = demo_rollouts(model, data, integrator="rollout")
   starts = perturbed_starts(pos)
@@ -150,6 +151,7 @@ def plot(model: ELCD, data, outdir) -> list[pathlib.Path]:
     vel = np.asarray(model.velocity(jnp.asarray(grid, jnp.float32)))
     ax.streamplot(gx, gy, vel[:, i].reshape(gx.shape), vel[:, j].reshape(gx.shape), color="0.7", density=1.2,
                   linewidth=0.7)
+    ax.plot([], [], color="0.7", lw=0.7, label="streamlines of model.velocity (grey)")
     for k in range(len(pos)):
       first = k == 0
       ax.plot(pos[k, :, i], pos[k, :, j], "k", lw=2, alpha=0.6, label="test demonstration" if first else None)
@@ -160,12 +162,10 @@ def plot(model: ELCD, data, outdir) -> list[pathlib.Path]:
       ax.plot(pos[k, 0, i], pos[k, 0, j], "ko", ms=5, label="demonstration start" if first else None)
       ax.plot(starts[k, i], starts[k, j], "C0x", ms=7, mew=2, label="perturbed start (0.3 × spread)" if first else None)
     ax.plot(target[i], target[j], "k*", ms=12, label="target x*")
-    ax.set(xlabel=f"x{i}", ylabel=f"x{j}", title=f"coordinates ({i}, {j})" + (", others at x*" if pairs > 1 else ""))
-  axes[0, 0].legend(loc="best", fontsize=7)
-  fig.tight_layout()
-  path = pathlib.Path(outdir) / "elcd_streamlines.png"
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+    ax.set(xlabel=f"x{i} ({UNITS})", ylabel=f"x{j} ({UNITS})",
+           title=f"coordinates ({i}, {j})" + (", others at x*" if pairs > 1 else ""))
+    ax.legend(loc="best", fontsize=6)
+  path = plotting.save(fig, outdir, PLOT_FILES[0], dpi=100)
   return [path, plot_far_starts(model, pos, outdir)]
 
 
@@ -179,9 +179,7 @@ def far_rollouts(model: ELCD, radius: float = FAR_RADIUS, count: int = FAR_COUNT
 
 def plot_far_starts(model: ELCD, pos: np.ndarray, outdir) -> pathlib.Path:
   """elcd_far_starts.png (see `plot`)."""
-  import matplotlib  # pylint: disable=import-outside-toplevel
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  plt = plotting.pyplot()
 
   starts, xs, _ = far_rollouts(model)
   target = np.asarray(model.target)
@@ -195,19 +193,16 @@ def plot_far_starts(model: ELCD, pos: np.ndarray, outdir) -> pathlib.Path:
   box = pos.reshape(-1, pos.shape[-1])
   left.axhline(np.max(np.linalg.norm(box - target, axis=1)), color="0.5", ls=":", label="farthest demonstration point")
   left.set_xscale("symlog", linthresh=1.0)
-  left.set(xlabel=f"t (dt = {FAR_DT:g} per step; linear to 1, then log)", ylabel="‖x(t) − x*‖ (normalised units)",
+  left.set(xlabel=f"t (time units of the learned field; dt = {FAR_DT:g} per step; linear to 1, then log)",
+           ylabel=f"‖x(t) − x*‖ ({UNITS})",
            xlim=(0, t[-1]),
            title=f"{len(xs)} starts at distance {FAR_RADIUS:g} converge (flat: stopped, ‖Δx‖ < 1e-5)")
   right.plot(box[:, 0], box[:, 1], ".", color="0.3", ms=1, label="test demonstrations")
   right.plot(target[0], target[1], "k*", ms=12, label="target x*")
-  right.set(xlabel="x0", ylabel="x1", title="coordinates (0, 1)", aspect="equal")
+  right.set(xlabel=f"x0 ({UNITS})", ylabel=f"x1 ({UNITS})", title="coordinates (0, 1)", aspect="equal")
   left.legend(fontsize=7)
   right.legend(fontsize=7, loc="best")
-  fig.tight_layout()
-  path = pathlib.Path(outdir) / "elcd_far_starts.png"
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
-  return path
+  return plotting.save(fig, outdir, PLOT_FILES[1], dpi=100)
 
 
 def demo(model: ELCD, outdir, dataset: str) -> str:

@@ -73,14 +73,19 @@ def evaluate(model: InvariantNeuralODE, data: dict[str, np.ndarray]) -> dict[str
   return out
 
 
-def _draw_obstacles(ax, obs: Obstacles, color="tab:red"):
-  """Fills each obstacle's unsafe set {Σ_j (y_j - c_j)^q < r^q} on a matplotlib axis."""
+def _draw_obstacles(ax, obs: Obstacles, color="tab:red", label="obstacle (unsafe set, b < 0)"):
+  """Fills each obstacle's unsafe set {Σ_j (y_j - c_j)^q < r^q} on a matplotlib axis (one legend entry)."""
   th = np.linspace(0, 2 * np.pi, 200)
-  for c, r, q in zip(np.asarray(obs.centers), np.asarray(obs.radii), np.asarray(obs.powers)):
+  for k, (c, r, q) in enumerate(zip(np.asarray(obs.centers), np.asarray(obs.radii), np.asarray(obs.powers))):
     e = 2.0 / q
     x = r * np.sign(np.cos(th)) * np.abs(np.cos(th)) ** e + c[0]
     y = r * np.sign(np.sin(th)) * np.abs(np.sin(th)) ** e + c[1]
-    ax.fill(x, y, color=color, alpha=0.6, lw=0)
+    ax.fill(x, y, color=color, alpha=0.6, lw=0, label=label if k == 0 else None)
+
+
+# The spiral's state and time are nondimensional (ẏ = (y∘y∘y) A, zoo.data.spiral).
+Y1, Y2, TIME = "$y_1$ (state units)", "$y_2$ (state units)", "t (time units)"
+PLOT_FILES = ("spiral_rollouts_and_barrier_values.png", "rollouts_from_40_safe_states.png")
 
 
 def plot(model: InvariantNeuralODE, data: dict[str, np.ndarray], outdir) -> list[pathlib.Path]:
@@ -101,41 +106,43 @@ def plot(model: InvariantNeuralODE, data: dict[str, np.ndarray], outdir) -> list
   manip = np.asarray(model.rollout(y0, t, moved)[0])
   yt = np.asarray(y_true)
 
-  fig, axes = plt.subplots(1, 4, figsize=(18, 4.4))
+  fig, axes = plt.subplots(1, 4, figsize=(18, 4.6))
   for ax, ys, title in ((axes[0], plain, "(a) neural ODE (θ_ref, no CBF)"),
                         (axes[1], inv, "(b) with invariance (CBF-QP)")):
     _draw_obstacles(ax, imposed)
     ax.plot(yt[:, 0], yt[:, 1], "g-", lw=1, label="ground truth")
-    ax.plot(ys[:, 0], ys[:, 1], "b--", lw=1.2, label="model")
-    ax.set(title=title, xlim=(-2, 2.2), ylim=(-2, 2.4), xlabel="$y_1$", ylabel="$y_2$", aspect="equal")
-    ax.legend(loc="upper left", fontsize=8)
+    ax.plot(ys[:, 0], ys[:, 1], "b--", lw=1.2, label="model.rollout")
+    ax.set(title=title, xlim=(-2, 2.2), ylim=(-2, 2.4), xlabel=Y1, ylabel=Y2, aspect="equal")
+    ax.legend(loc="upper left", fontsize=7)
   bp = np.min(np.asarray(jax.vmap(imposed.barrier)(jnp.asarray(plain))), axis=1)
   bi = np.min(np.asarray(jax.vmap(imposed.barrier)(jnp.asarray(inv))), axis=1)
   axes[2].plot(np.asarray(t), bp, color="tab:orange", label="neural ODE (θ_ref, no CBF)")
   axes[2].plot(np.asarray(t), bi, "b-", label="with invariance")
   axes[2].axhline(0, color="k", ls="--", lw=1, label="boundary b = 0")
-  axes[2].set(title="(c) satisfaction: min_i b_i(y(t))", xlabel="t", ylabel="b", xlim=(0, 10), ylim=(-0.1, 0.5))
-  axes[2].legend(fontsize=8)
-  _draw_obstacles(axes[3], moved)
+  axes[2].set(title="(c) satisfaction: min_i b_i(y(t))", xlabel=TIME,
+              ylabel="min_i b_i(y(t)) (barrier value, (state units)^q)", xlim=(0, 10), ylim=(-0.1, 0.5))
+  axes[2].legend(fontsize=7)
+  _draw_obstacles(axes[3], moved, label="moved obstacle (unsafe set)")
   axes[3].plot(yt[:, 0], yt[:, 1], "g-", lw=1, label="ground truth")
-  axes[3].plot(manip[:, 0], manip[:, 1], "b--", lw=1.2, label="model, moved obstacles")
+  axes[3].plot(manip[:, 0], manip[:, 1], "b--", lw=1.2, label="model.rollout, moved obstacles")
   axes[3].set(title="(d) moved obstacles at inference (no retraining)", xlim=(-2, 2.2), ylim=(-2, 2.4),
-              xlabel="$y_1$", aspect="equal")
-  axes[3].legend(loc="upper left", fontsize=8)
-  p1 = plotting.save(fig, outdir, "invariance_spiral.png")
+              xlabel=Y1, ylabel=Y2, aspect="equal")
+  axes[3].legend(loc="upper left", fontsize=7)
+  p1 = plotting.save(fig, outdir, PLOT_FILES[0])
 
   starts = safe_initial_states(imposed, 40, seed=1)
   ts = jnp.linspace(0.0, VERIFY_HORIZON, 400, dtype=y_true.dtype)
-  fig, axes = plt.subplots(1, 2, figsize=(10, 4.8))
+  fig, axes = plt.subplots(1, 2, figsize=(10, 5.2))
   for ax, obs, title in ((axes[0], None, "neural ODE from 40 safe states"),
                          (axes[1], imposed, "with invariance from the same states")):
     ys = np.asarray(model.rollout(starts, ts, obs))
     _draw_obstacles(ax, imposed)
-    for tr in ys:
-      ax.plot(tr[:, 0], tr[:, 1], lw=0.6)
-    ax.plot(np.asarray(starts)[:, 0], np.asarray(starts)[:, 1], "k.", ms=3)
-    ax.set(title=title, xlim=(-2.2, 2.2), ylim=(-2.2, 2.2), aspect="equal")
-  p2 = plotting.save(fig, outdir, "invariance_rollouts.png")
+    for k, tr in enumerate(ys):
+      ax.plot(tr[:, 0], tr[:, 1], lw=0.6, label="model.rollout, one colour per start" if k == 0 else None)
+    ax.plot(np.asarray(starts)[:, 0], np.asarray(starts)[:, 1], "k.", ms=3, label="safe start")
+    ax.set(title=title, xlim=(-2.2, 2.2), ylim=(-2.2, 2.2), aspect="equal", xlabel=Y1, ylabel=Y2)
+    ax.legend(loc="lower left", fontsize=7)
+  p2 = plotting.save(fig, outdir, PLOT_FILES[1])
   return [p1, p2]
 
 

@@ -33,8 +33,12 @@ HOW_MEASURED = (
     "accuracy says little about its true robustness, which PGD bounds from above.")
 
 
+PLOT_FILE = "accuracy_vs_l2_radius_and_layer_bounds.png"
+
+
 def plot(model: NonexpansiveResNet, data, outdir) -> list[pathlib.Path]:
-  """Accuracy vs L2 radius (clean, PGD, certified) and the per-layer Lipschitz bounds."""
+  """`accuracy_vs_l2_radius_and_layer_bounds.png`: accuracy against the L2 radius of the perturbation (clean, PGD,
+  certified) and the per-layer Lipschitz bounds."""
   plt = plotting.pyplot()
 
   x, y = unit_float(data["image"]), np.asarray(data["label"], np.int64)
@@ -45,21 +49,28 @@ def plot(model: NonexpansiveResNet, data, outdir) -> list[pathlib.Path]:
   grid = np.linspace(0, top, 11)
   pgd = [attacks.robust_accuracy(model, x, y, float(e)) for e in grid]
   cert = [attacks.certified_accuracy(logits, y, lipschitz, float(e)) for e in grid]
-  fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-  axes[0].plot(grid, pgd, "o-", label="L2 PGD (10 steps)")
-  axes[0].plot(grid, cert, "s-", label=f"certified (L = {lipschitz:.3g})")
-  axes[0].axhline(float(np.mean(np.argmax(logits, 1) == y)), color="gray", ls=":", label="clean")
-  axes[0].set(xlabel="ε (L2, inputs in [0, 1])", ylabel="accuracy", ylim=(0, 1.02),
+  fig, axes = plt.subplots(1, 2, figsize=(11, 4.0))
+  axes[0].plot(grid, pgd, "o-", label="L2 PGD (10 steps): an upper bound")
+  axes[0].plot(grid, cert, "s-", label=f"certified (L = {lipschitz:.3g}): a lower bound")
+  axes[0].axhline(float(np.mean(np.argmax(logits, 1) == y)), color="gray", ls=":", label="clean (ε = 0)")
+  axes[0].set(xlabel="ε, L2 radius of the perturbation (pixel values in [0, 1])",
+              ylabel="accuracy (fraction of the test split)", ylim=(0, 1.02),
               title=("non-expansive" if model.constrained else "unconstrained baseline") + " — test split")
-  axes[0].legend()
+  axes[0].legend(fontsize=8)
   names = [r["name"] for r in records]
-  axes[1].bar(range(len(records)), [r["bound"] for r in records], color=["C0" if r["bound"] <= 1 + VERIFY_TOL
-                                                                          else "C3" for r in records])
-  axes[1].axhline(1.0, color="k", lw=0.8)
+  bounds = [r["bound"] for r in records]
+  within = [b <= 1 + VERIFY_TOL for b in bounds]
+  for ok, label, color in ((True, "bound ≤ 1 (non-expansive)", "C0"), (False, "bound > 1", "C3")):
+    idx = [i for i, w in enumerate(within) if w == ok]
+    if idx:
+      axes[1].bar(idx, [bounds[i] for i in idx], color=color, label=label)
+  axes[1].axhline(1.0, color="k", lw=0.8, label="1 (non-expansive)")
   axes[1].set_yscale("log")
   axes[1].set_xticks(range(len(records)), names, rotation=45, ha="right", fontsize=8)
-  axes[1].set(ylabel="Lipschitz bound (log scale)", title=f"per-layer bounds, product L = {lipschitz:.4g}")
-  path = plotting.save(fig, outdir, "robustness.png")
+  axes[1].set(xlabel="layer (in forward order)", ylabel="Lipschitz bound (L2 → L2, dimensionless; log scale)",
+              title=f"per-layer bounds, product L = {lipschitz:.4g}")
+  axes[1].legend(fontsize=8)
+  path = plotting.save(fig, outdir, PLOT_FILE)
   return [path]
 
 

@@ -56,7 +56,7 @@ def plot(model: ResNet18, data: Mapping[str, np.ndarray], outdir: pathlib.Path) 
     values, counts = np.unique(np.asarray(zq.effective_kernel(wrapper)).reshape(-1), return_counts=True)
     ax = axes[0, 1]
     ax.bar(values, counts, width=(np.ptp(values) or 1) / 60)
-    ax.set(xlabel="weight value", ylabel="weights", yscale="log",
+    ax.set(xlabel="weight value (kernel entry, dimensionless)", ylabel="number of weights (log scale)", yscale="log",
            title=f"{path}: {len(values)} distinct values (2^{_bits(wrapper)} allowed)")
   out = plotting.save(fig, outdir, PLOT_FILE_QUANTIZED if layers else PLOT_FILE)
   return [out]

@@ -15,6 +15,7 @@ from zoo.models.volume.model import VolumeNet, apply, model_time, rollout
 from zoo.registry import Batch, Check, Split
 
 ROLLOUT_STEPS = 200  # 100 time units of the pendulum (h = 0.5): ≈ 15 periods of a small oscillation
+TIME_LABEL = "t (nondimensional time; one map step = 0.5)"
 
 
 def loss(model: VolumeNet, batch: Batch) -> tuple[jax.Array, dict]:
@@ -61,9 +62,12 @@ def evaluate(model: VolumeNet, data: Split) -> dict[str, float]:
           "max_inverse_error": float(np.max(np.abs(back - x))), **rollout_errors(model)}
 
 
+PLOT_FILE = "pendulum_rollouts_energy_and_volume.png"
+
+
 def plot(model: VolumeNet, data: Split, outdir: pathlib.Path) -> list[pathlib.Path]:
-  """Long rollout of the learned map vs the true pendulum flow: phase portrait, error and energy over time,
-  and |log|det J|| over the phase plane."""
+  """`pendulum_rollouts_energy_and_volume.png`: the learned map iterated from 8 oscillating states against the true
+  pendulum flow (phase portrait, error and energy drift over time), and |log|det J|| over the phase plane."""
   plt = plotting.pyplot()
 
   from zoo.data import pendulum  # pylint: disable=import-outside-toplevel
@@ -74,23 +78,32 @@ def plot(model: VolumeNet, data: Split, outdir: pathlib.Path) -> list[pathlib.Pa
   t = model_time(model) * np.arange(steps + 1)
   learned = rollout(model, z0, steps)
   true = pendulum.flow(z0, t)
-  fig, axes = plt.subplots(1, 4, figsize=(17, 3.9))
+  fig, axes = plt.subplots(1, 4, figsize=(18, 4.2))
   for j in range(len(z0)):
-    axes[0].plot(true[j, :, 0], true[j, :, 1], color="0.6", lw=1)
-    axes[0].plot(learned[j, :, 0], learned[j, :, 1], ".", ms=2, color=f"C{j}")
-  axes[0].set(xlabel="q", ylabel="p", title=f"{steps} steps: learned (dots), true flow (grey)")
+    first = j == 0
+    axes[0].plot(true[j, :, 0], true[j, :, 1], color="0.6", lw=1, label="true flow (8 starts)" if first else None)
+    axes[0].plot(learned[j, :, 0], learned[j, :, 1], ".", ms=2, color=f"C{j}",
+                 label="learned map, one colour per start" if first else None)
+  axes[0].set(xlabel="q (angle, rad)", ylabel="p = dq/dt (rad per time unit)",
+              title=f"{steps} steps of the learned map vs the true flow")
+  axes[0].legend(fontsize=7, loc="upper right")
   err = np.linalg.norm(learned - true, axis=2)
-  axes[1].semilogy(t[1:], err[:, 1:].T)
-  axes[1].set(xlabel="t", ylabel="‖learned − true‖", title="rollout error")
-  axes[2].semilogy(t[1:], np.abs(pendulum.energy(learned) - pendulum.energy(z0)[:, None])[:, 1:].T)
-  axes[2].set(xlabel="t", ylabel="|H − H(0)|", title="energy drift (not enforced)")
+  drift = np.abs(pendulum.energy(learned) - pendulum.energy(z0)[:, None])
+  for j in range(len(z0)):
+    axes[1].semilogy(t[1:], err[j, 1:], color=f"C{j}", lw=1, label=f"start {j}")
+    axes[2].semilogy(t[1:], drift[j, 1:], color=f"C{j}", lw=1, label=f"start {j}")
+  axes[1].set(xlabel=TIME_LABEL, ylabel="‖learned − true‖ (phase-space units)", title="rollout error")
+  axes[2].set(xlabel=TIME_LABEL, ylabel="|H − H(0)| (nondimensional energy)", title="energy drift (not enforced)")
+  axes[1].legend(fontsize=6, ncol=2)
+  axes[2].legend(fontsize=6, ncol=2)
   q, p = np.meshgrid(np.linspace(-3, 3, 61), np.linspace(-3, 3, 61))
   grid = np.stack([q.ravel(), p.ravel()], 1)
   logdet = np.abs(apply(model, "log_abs_det_jacobian", grid)).reshape(q.shape)
   im = axes[3].pcolormesh(q, p, np.log10(logdet + 1e-18), shading="auto")
-  fig.colorbar(im, ax=axes[3], label="log10 |log|det J||")
-  axes[3].set(xlabel="q", ylabel="p", title="volume preservation (float64)")
-  path = plotting.save(fig, outdir, "volnet_pendulum.png")
+  fig.colorbar(im, ax=axes[3], label="log10 |log|det J|| (dimensionless; 1e-18 added)")
+  axes[3].set(xlabel="q (angle, rad)", ylabel="p = dq/dt (rad per time unit)",
+              title="volume preservation (float64)")
+  path = plotting.save(fig, outdir, PLOT_FILE)
   return [path]
 
 
