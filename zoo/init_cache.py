@@ -64,7 +64,11 @@ def build(spec: registry.ModelSpec, seed: Any, overrides: Mapping[str, Any]) -> 
     if meta["status"] == "uncacheable":
       STATS["uncacheable"] += 1
       return spec.build(seed, **overrides)
-    model = _restore(spec, overrides, meta["leaves"], arrays)
+    try:
+      model = _restore(spec, overrides, meta["leaves"], arrays)
+    except Exception as e:  # pylint: disable=broad-except  # a cache never fails a create: it is rebuilt
+      logging.info("zoo.create(%r): restoring the cached state failed (%s: %s)", spec.name, type(e).__name__, e)
+      model = None
     if model is not None:
       STATS["hit"] += 1
       logging.debug("zoo.create(%r): initial state read from %s", spec.name, path)
@@ -72,7 +76,10 @@ def build(spec: registry.ModelSpec, seed: Any, overrides: Mapping[str, Any]) -> 
     _discard(path, "its leaves do not match the abstract module")
   STATS["miss"] += 1
   model = spec.build(seed, **overrides)
-  _store(spec, overrides, model, path, key)
+  try:
+    _store(spec, overrides, model, path, key)
+  except Exception as e:  # pylint: disable=broad-except  # a cache never fails a create
+    logging.info("zoo.create(%r): initial state not stored (%s: %s)", spec.name, type(e).__name__, e)
   return model
 
 
