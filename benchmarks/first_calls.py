@@ -103,7 +103,7 @@ def main() -> None:
             "if e == '/jax/core/compile/backend_compile_duration' else None); "
             "t = time.perf_counter(); c = time.process_time(); "
             "zoo.create({name!r}); t, c = time.perf_counter() - t, time.process_time() - c; import sys; "
-            "h = getattr(sys.modules.get('zoo.init_cache'), 'STATS', {{}}).get('hit', -1); "
+            "h = getattr(sys.modules.get('zoo.init_cache'), 'STATS', {{'hit': -1}})['hit']; "
             "print(f'T={{t}} C={{c}} N={{len(n)}} H={{h}}')")
   creates = {}
   for name in names:
