@@ -35,9 +35,10 @@ def _same_module(model, reference):
   assert nnx.graphdef(model) == nnx.graphdef(reference)
 
 
-@pytest.mark.parametrize("name", ["massnet-sir", "elcd-lasa2d-angle"] + [
+@pytest.mark.parametrize("name", ["massnet-sir", "neural-ode-spiral"] + [
     pytest.param(n, marks=pytest.mark.slow) for n in
-    ("resnet18-digits-idkm-b2", "nonexpansive-resnet-digits", "wavemix-lite-digits-rotate-rtn4")])
+    ("elcd-lasa2d-angle", "resnet18-digits-idkm-b2", "nonexpansive-resnet-digits", "wavemix-lite-digits-rotate-rtn4",
+     "resnet18-digits")])
 def test_a_hit_is_the_uncached_create(name, cache_dir):
   before = dict(init_cache.STATS)
   first = zoo.create(name, seed=0)   # a miss: built, then stored
@@ -49,7 +50,8 @@ def test_a_hit_is_the_uncached_create(name, cache_dir):
   assert state_sha256(second) == state_sha256(first) == state_sha256(reference)
   _same_module(second, reference)
   assert zoo.provenance(second) == zoo.provenance(first)
-  assert all(c.passed for c in zoo.verify(second)), zoo.verify(second)
+  if name != "neural-ode-spiral":  # its verify takes a minute (the others' run in seconds)
+    assert all(c.passed for c in zoo.verify(second)), zoo.verify(second)
   spec = registry.get_spec(name)
   x = np.full((2, *spec.input_shape), 0.25, np.float64 if spec.family.x64 else np.float32)
   with spec.family.precision():
@@ -142,7 +144,7 @@ def test_keys_bfloat16_integers_and_booleans_round_trip(cache_dir):
 _SUBPROCESS = """
 import json, zoo
 from zoo import init_cache
-model = zoo.create("massnet-sir", seed=5)
+model = zoo.create("neural-ode-spiral", seed=5)
 from tests.test_compiled_init import state_sha256
 print(json.dumps({"stats": dict(init_cache.STATS), "sha": state_sha256(model)}))
 """
@@ -157,4 +159,4 @@ def test_a_second_process_reads_the_entry(cache_dir):
     runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
   assert runs[0]["stats"] == {"miss": 1, "stored": 1}
   assert runs[1]["stats"] == {"hit": 1}
-  assert runs[0]["sha"] == runs[1]["sha"] == state_sha256(registry.get_spec("massnet-sir").construct(5))
+  assert runs[0]["sha"] == runs[1]["sha"] == state_sha256(registry.get_spec("neural-ode-spiral").construct(5))
