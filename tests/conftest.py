@@ -28,7 +28,7 @@ def _isolated_env(tmp_path_factory):
   checkpoints/pins.json (what `zoo ship` in a test writes); data prepared once per session."""
   base = tmp_path_factory.mktemp("env")
   old = {k: os.environ.get(k) for k in ("HF_HOME", "HF_HUB_CACHE", "HF_ENDPOINT", "HF_HUB_OFFLINE", "ZOO_DATA_DIR",
-                                        "ZOO_PINS", "ZOO_CACHE_DIR")}
+                                        "ZOO_PINS", "ZOO_CACHE_DIR", "ZOO_INIT_CACHE")}
   shutil.copyfile(ROOT / "checkpoints" / "pins.json", base / "pins.json")
   os.environ["ZOO_PINS"] = str(base / "pins.json")
   os.environ["HF_HOME"] = str(base / "hf")
@@ -37,6 +37,7 @@ def _isolated_env(tmp_path_factory):
   os.environ["HF_ENDPOINT"] = "http://127.0.0.1:9"  # nothing listens: any stray Hub call fails fast
   os.environ.setdefault("ZOO_DATA_DIR", str(base / "data"))
   os.environ["ZOO_CACHE_DIR"] = str(base / "zoo-cache")  # registry index + compilation cache of this session
+  os.environ["ZOO_INIT_CACHE"] = "0"  # tests test the build; tests/test_init_cache.py turns the cache on
   yield
   for k, v in old.items():
     if v is None:

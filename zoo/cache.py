@@ -3,8 +3,9 @@
     $ZOO_CACHE_DIR                  the zoo's cache (default $XDG_CACHE_HOME/nnx-zoo, else ~/.cache/nnx-zoo)
     $ZOO_CACHE_DIR/jax-compilation  compiled XLA programs (`$ZOO_COMPILATION_CACHE_DIR` moves it elsewhere)
     $ZOO_CACHE_DIR/registry-*.json  the registry's index, so `zoo list` / `zoo info` need not import the models
+    $ZOO_CACHE_DIR/init-state       `zoo.create`'s initial states (`zoo.init_cache`; `$ZOO_INIT_CACHE_DIR` moves it)
 
-`ZOO_COMPILATION_CACHE=0` turns the compilation cache off. With it on, a second process's first `rollout`,
+`ZOO_COMPILATION_CACHE=0` turns the compilation cache off, `ZOO_INIT_CACHE=0` the initial-state cache. With it on, a second process's first `rollout`,
 `zoo verify` or `zoo run` reads what the first compiled instead of compiling again (JAX keys every entry by the
 program, the JAX/XLA version and the device, so a stale entry is never used). A compilation cache the user set
 up himself (`jax.config.update("jax_compilation_cache_dir", ...)` or `JAX_COMPILATION_CACHE_DIR`) is left as is.
@@ -36,10 +37,23 @@ def checkpoints_dir() -> pathlib.Path:
 def compilation_cache_dir() -> pathlib.Path | None:
   """Where compiled programs are kept: `$ZOO_COMPILATION_CACHE_DIR`, else `cache_dir()/jax-compilation`; None when
   `ZOO_COMPILATION_CACHE` is 0/false/off/no."""
-  if os.environ.get("ZOO_COMPILATION_CACHE", "").strip().lower() in {"0", "false", "off", "no"}:
+  if _off("ZOO_COMPILATION_CACHE"):
     return None
   env = os.environ.get("ZOO_COMPILATION_CACHE_DIR")
   return pathlib.Path(env).expanduser() if env else cache_dir() / "jax-compilation"
+
+
+def init_cache_dir() -> pathlib.Path | None:
+  """Where `zoo.create` keeps initial states (`zoo.init_cache`): `$ZOO_INIT_CACHE_DIR`, else
+  `cache_dir()/init-state`; None when `ZOO_INIT_CACHE` is 0/false/off/no."""
+  if _off("ZOO_INIT_CACHE"):
+    return None
+  env = os.environ.get("ZOO_INIT_CACHE_DIR")
+  return pathlib.Path(env).expanduser() if env else cache_dir() / "init-state"
+
+
+def _off(variable: str) -> bool:
+  return os.environ.get(variable, "").strip().lower() in {"0", "false", "off", "no"}
 
 
 def enable_compilation_cache() -> pathlib.Path | None:

@@ -386,10 +386,14 @@ def create(name: str, seed: int = 0, **overrides: Any) -> nnx.Module:
   Built operation by operation (tens of small XLA programs, shared by every model and kept in the persistent
   compilation cache, `zoo.cache`), or with `ZOO_COMPILED_INIT=1` under ONE compiled initialisation
   (`zoo.compiled_init`: one program per variant and keyword arguments, bit for bit the same weights). On CPU the
-  eager build is the faster, cold and warm: benchmarks/results/first_calls.md."""
+  eager build is the faster, cold and warm: benchmarks/results/first_calls.md. The state is memoised in the
+  initial-state cache (`zoo.init_cache`, off with ZOO_INIT_CACHE=0): a second create of the same name, kwargs and
+  seed with the same code reads it back into an abstract module, bit for bit the same."""
   cache.enable_compilation_cache()
   spec = registry.get_spec(name)
-  model = spec.build(seed, **overrides)
+  from zoo import init_cache  # pylint: disable=import-outside-toplevel
+
+  model = init_cache.build(spec, seed, overrides)
   return registry.set_provenance(model, registry.Provenance.make(
       name, {**spec.kwargs, **overrides}, f"zoo.create({name!r}, seed={seed})"))
 

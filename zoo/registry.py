@@ -198,10 +198,13 @@ class ModelSpec:
       return self.family.module(**{**self.kwargs, **overrides}, rngs=nnx.Rngs(seed))
 
   def abstract(self, **overrides: Any) -> nnx.Module:
-    """The module as shapes and dtypes only (`nnx.eval_shape`), for restoring into."""
+    """The module as shapes and dtypes only (`nnx.eval_shape`), for restoring into. Built in
+    `zoo.nn.init.shapes_only_build()`: value-only initialisation work (k-means, rotations) is not even traced."""
     from flax import nnx  # pylint: disable=import-outside-toplevel
 
-    with self.family.precision():
+    from zoo.nn import init  # pylint: disable=import-outside-toplevel
+
+    with self.family.precision(), init.shapes_only_build():
       return nnx.eval_shape(lambda: self.construct(0, **overrides))
 
   def as_dict(self) -> dict[str, Any]:
@@ -365,13 +368,19 @@ def list_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
                 if fnmatch.fnmatchcase(n, pattern) and (not pretrained or pins.get(n) is not None))
 
 
-def _sources_digest() -> str:
-  """sha256 of everything a spec record is made of: this file and every .py / .md file of the families."""
+INDEX_SOURCES = ("registry.py", "models/**/*.py", "models/**/*.md")  # what a spec record is made of
+PACKAGE_SOURCES = ("**/*.py",)  # all of the package's code (`zoo.init_cache` keys on it)
+
+
+def _sources_digest(patterns: tuple[str, ...] = INDEX_SOURCES) -> str:
+  """sha256 of the zoo package's files matching `patterns` (globs relative to the package), each by its relative
+  path and bytes. The default, everything a spec record is made of (this file and every .py / .md file of the
+  families), keys the registry's index; `PACKAGE_SOURCES` keys `zoo.init_cache`'s initial states."""
   import hashlib  # pylint: disable=import-outside-toplevel
 
   root = pathlib.Path(__file__).resolve().parent
   h = hashlib.sha256(b"nnx-zoo registry index v1\0")
-  for path in sorted([root / "registry.py", *root.glob("models/**/*.py"), *root.glob("models/**/*.md")]):
+  for path in sorted({p for pattern in patterns for p in root.glob(pattern) if p.is_file()}):
     h.update(path.relative_to(root).as_posix().encode() + b"\0")
     h.update(path.read_bytes() + b"\0")
   return h.hexdigest()

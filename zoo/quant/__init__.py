@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from zoo.nn import init as init_lib
 from zoo.quant import kmeans, packing
 from zoo.quant.kmeans import METHODS, KMeansConfig
 
@@ -124,6 +125,8 @@ class ClusteredLayer(nnx.Module):
 
   def current_codebook(self) -> jax.Array:
     """The codebook, or (before the first clustering) k-means++ + Lloyd on the current weights. (k, d)."""
+    if init_lib.shapes_only():  # an abstract build: the initial codebook's values do not matter
+      return self.codebook[...]
     w = jax.lax.stop_gradient(self.vectors())
     ready = self.ready[...]
     init = lambda: kmeans.init_centroids(jax.random.key(self.spec.seed), w, self.spec.k).astype(w.dtype)

@@ -40,6 +40,7 @@ import numpy as np
 from flax import nnx
 
 import zoo.quant as zq
+from zoo.nn import init as init_lib
 from zoo.quant import packing
 
 __all__ = ["Rotation", "Plan", "Identity", "RTNLayer", "hadamard", "random_hadamard", "rotate", "rtn", "quantize",
@@ -169,21 +170,27 @@ class Identity(nnx.Module):
 def fold_norm(layer: nnx.Module, norm: nnx.BatchNorm) -> None:
   """Folds an eval-mode BatchNorm that follows `layer` into it (in place): y = z·s + t with
   s = γ/√(σ² + ε), t = β − μ·s becomes the layer's kernel·s and bias·s + t."""
-  s = norm.scale[...] / jnp.sqrt(norm.var[...] + norm.epsilon)
-  t = norm.bias[...] - norm.mean[...] * s
   if layer.bias is None:
     raise ValueError("fold_norm needs a layer with a bias to absorb the norm's shift.")
+  if init_lib.shapes_only():  # an abstract build: values do not matter
+    return
+  s = norm.scale[...] / jnp.sqrt(norm.var[...] + norm.epsilon)
+  t = norm.bias[...] - norm.mean[...] * s
   layer.kernel[...] = layer.kernel[...] * s
   layer.bias[...] = layer.bias[...] * s + t
 
 
 def _rotate_out(layer: nnx.Module, q: jax.Array) -> None:
+  if init_lib.shapes_only():  # an abstract build: values do not matter
+    return
   layer.kernel[...] = layer.kernel[...] @ q
   if layer.bias is not None:
     layer.bias[...] = layer.bias[...] @ q
 
 
 def _rotate_in(layer: nnx.Module, left: jax.Array, index: Sequence[int]) -> None:
+  if init_lib.shapes_only():  # an abstract build: values do not matter
+    return
   kernel = layer.kernel[...]
   idx = jnp.asarray(index)
   rows = jnp.take(kernel, idx, axis=-2)                          # (..., dim, out)
@@ -234,13 +241,13 @@ def rotate(model: nnx.Module, seed: int = 0) -> nnx.Module:
       _rotate_in(module.layer, h.T, range(rot.dim))
       module.online = rot.dim
       continue
-    q = random_hadamard(rot.dim, key)
+    q = None if init_lib.shapes_only() else random_hadamard(rot.dim, key)  # unused by an abstract build
     for path in rot.writers:
       _rotate_out(_base(_get(model, path)), q)
     for path, index in rot.readers:
       if len(index) != rot.dim:
         raise ValueError(f"reader {path} of a {rot.dim}-channel rotation names {len(index)} channels.")
-      _rotate_in(_base(_get(model, path)), q.T, index)
+      _rotate_in(_base(_get(model, path)), None if q is None else q.T, index)
   return model
 
 
@@ -311,7 +318,7 @@ class RTNLayer(nnx.Module):
     if not 2 <= bits <= packing.MAX_BITS:
       raise ValueError(f"w_bits must be in 2..{packing.MAX_BITS} (or 16 = float), got {bits}.")
     kernel = self.layer.kernel[...]
-    scales = weight_scales(kernel, bits, clip)
+    scales = weight_scales(kernel, bits, clip and not init_lib.shapes_only())  # (out,) either way
     q = _sym_quant(kernel, scales, bits).astype(jnp.int32) + 2 ** (bits - 1)
     self.codes = QuantCodes(packing.pack(q.reshape(-1), bits))
     self.scales = QuantScales(scales.astype(jnp.float32))
