@@ -1,22 +1,23 @@
 r"""Speed of the CBF invariance layer: right-hand-side evaluations, QP solvers, one training step vs PyTorch.
 
-    XLA_FLAGS=--xla_cpu_multi_thread_eigen=false python benchmarks/invariance_node_speed.py \
-        [--official-repo /work/.mirror/Weixy21+InvarianceNODE/repo] [--torch-python /work/benchvenv2/bin/python]
+    .venv/bin/python benchmarks/invariance_node_speed.py [--sections rhs,train] [--epochs 3] [--seeds 10] \
+        [--official-repo /work/.mirror/Weixy21+InvarianceNODE/repo] [--torch-python /work/benchvenv/bin/python]
+    # the torch venv: pip install torch==2.13.0 torchdiffeq qpth cvxopt (never part of this project)
 
 1. RHS evaluations per second of the spiral neural ODE on a batch of 1000 states (jit + vmap, float64): plain,
    with the CBF layer for 1 obstacle (closed form, qpax), 2 and 3 obstacles (exact active set, qpax).
 2. The CBF-QP alone on 1000 real constraint sets (from the model at random states): 3 obstacles with qpax vs
    the exact active-set enumeration ("closed form" of small QPs), 1 obstacle with qpax vs the half-space
    projection.
-3. One training step (20 windows of 10 samples, dopri5 rtol 1e-7 / atol 1e-9, L1, RMSprop) in JAX — baseline,
-   and invariant (the CBF-QP inside every RHS evaluation, differentiated) — vs the official PyTorch code run
-   from its own files in a separate venv (torch + qpth + torchdiffeq + cvxopt; never part of this project):
-   spiral/train.py (plain neural ODE) and spiral/train_with_CBFs.py (neural ODE loss plus the qpth CBF loss).
-   The official repository is read from a `fetch`ed bare mirror; nothing of it is copied into the project.
-All timings single-threaded (XLA_FLAGS above, torch.set_num_threads(1)); medians of process CPU time. Writes
-benchmarks/results/invariance_node_speed.json and invariance_node_speed.md.
+3. One training step (20 windows of 10 samples, dopri5 rtol 1e-7 / atol 1e-9, L1, RMSprop) as `python -m train`
+   runs it (`trainer_steps`: one call per batch, `scan_epoch`, 10 seeds side by side) — baseline, and invariant
+   (the CBF-QP inside every RHS evaluation, differentiated) — vs the official PyTorch code run from its own files
+   in a separate venv: spiral/train.py (plain neural ODE) and spiral/train_with_CBFs.py (neural ODE loss plus the
+   qpth CBF loss), each step on the same zoo windows in seed 0's `batch_order`. The official repository is read
+   from a `fetch`ed bare mirror; nothing of it is copied into the project.
+All timings single-threaded (XLA on one thread, torch.set_num_threads(1)); process CPU time. Writes
+benchmarks/results/invariance_node_speed.json and invariance_node_speed.md (a section not run keeps its figures).
 """
-
 from __future__ import annotations
 
 import argparse
