@@ -3,6 +3,7 @@
     $ZOO_CACHE_DIR                  the zoo's cache (default $XDG_CACHE_HOME/nnx-zoo, else ~/.cache/nnx-zoo)
     $ZOO_CACHE_DIR/jax-compilation  compiled XLA programs (`$ZOO_COMPILATION_CACHE_DIR` moves it elsewhere)
     $ZOO_CACHE_DIR/registry-*.json  the registry's index, so `zoo list` / `zoo info` need not import the models
+    $ZOO_CACHE_DIR/metric-names.json  the trainer's `best_metric` probe (`train.trainer.metric_names`)
 
 `ZOO_COMPILATION_CACHE=0` turns the compilation cache off. With it on, a second process's first `rollout`,
 `zoo verify` or `zoo run` reads what the first compiled instead of compiling again (JAX keys every entry by the

@@ -243,8 +243,9 @@ class InvariantNeuralODE(nnx.Module):
     """Mean |ŷ - y| of rollouts from y[:, 0] over windows y: (batch, T, 2), t: (batch, T) (jittable).
 
     The backward pass keeps `checkpoints` solver steps per window and recomputes the rest (a window of 10 samples
-    takes about as many steps; None keeps all 4096 `max_steps`, whose buffers made a training step 1.7x slower):
-    the loss and its gradient are bit-identical either way."""
+    takes 10 steps, rarely up to 55; None sizes the buffers for all 4096 `max_steps`): the loss and its gradient are
+    bit-identical either way; less memory, and per step 0.8-1.7x the speed on a busy CPU
+    (benchmarks/results/invariance_node_checkpoints.md)."""
     obs = self.default_obstacles if self.cbf_in_training else None
     params = self.params()
     y, t = jnp.asarray(y, params["w1"].dtype), jnp.asarray(t, params["w1"].dtype)  # float32 data: one dtype
