@@ -166,6 +166,15 @@ def markdown(meta: dict, rows: list[dict]) -> str:
           f"{z['trace_s']:.1f} | {z['lower_s']:.1f} | {z['backend_compile_s']:.1f} ({z['backend_compiles']}) | "
           f"{z['cache_hits']} / {z['cache_misses']} | {z['final_loss']:.4g} | "
           f"{z['load_average'][0]:.1f}–{z['load_average'][1]:.1f} |")
+  for r in rows:
+    pairs = [(a, b) for a, b in zip(r["zoo"], r["zoo"][1:]) if "forgotten" in a["cache"]]
+    if pairs:
+      cpu = lambda zs: sorted(z["cpu_s"] for z in zs)[len(zs) // 2]  # noqa: E731  # median
+      for mode in sorted({a["mode"] for a, _ in pairs}):
+        fa, fb = [a for a, _ in pairs if a["mode"] == mode], [b for a, b in pairs if a["mode"] == mode]
+        lines += ["", f"{r['variant']} {mode}, warm with export, the best_metric probe forgotten vs remembered "
+                      f"({len(fa)} alternating pairs): median {cpu(fa):.1f} vs {cpu(fb):.1f} CPU s, programs "
+                      f"{fa[0]['backend_compiles']} vs {fb[0]['backend_compiles']}."]
   same = all(z["metrics"] == r["zoo"][0]["metrics"] for r in rows for z in r["zoo"] if z["mode"] == r["zoo"][0]["mode"])
   lines += ["", f"Every zoo run of a mode ends with the same metrics (all {len(rows[0]['zoo'][0]['metrics'])} keys "
                 f"of result.json compared exactly): {'yes' if same else 'NO'}."]
@@ -178,8 +187,14 @@ def markdown(meta: dict, rows: list[dict]) -> str:
                     f" {off['train_wall_s']:.1f} wall s for {r['epochs']} epochs; the official process spends the rest "
                     f"({off['cpu_s'] - off['train_cpu_s']:.1f} CPU s) importing torch and in its RK4 rollouts."]
     for z in r["zoo"]:
-      if z["cache"] != "warm" or not z["export"] or "by_function" not in z:
+      if z["cache"] == "cold" and "by_function" in z:
+        top = sorted(((v["s"], v["n"], k.split(" ", 1)[1]) for k, v in z["by_function"].items()
+                      if "backend_compile" in k), reverse=True)[:6]
+        lines += ["", f"Compile time of a cold `{z['mode']}` run by program (XLA seconds, wall, programs): " + "; ".join(
+            f"{name} {s:.1f} s ({n})" for s, n, name in top) + "."]
+      if z["cache"] != "warm" or not z["export"] or "by_function" not in z or z.get("shown"):
         continue
+      z["shown"] = True  # the first warm run with export of each mode
       top = sorted(((v["s"], v["n"], k.split(" ", 1)) for k, v in z["by_function"].items()), reverse=True)[:8]
       lines += ["", f"Where a warm `{z['mode']}` run's compile-side seconds go (top 8 of trace / lower / XLA-or-cache "
                     f"by function, wall seconds, calls): " + "; ".join(
@@ -195,6 +210,8 @@ def main() -> None:
   parser.add_argument("--official-repo", default="/tmp/elcd_official")
   parser.add_argument("--torch-python", default="/work/benchvenv/bin/python")
   parser.add_argument("--results", default=str(RESULTS))
+  parser.add_argument("--probe-ab", type=int, default=0, help="then this many pairs of warm runs, the best_metric "
+                      "probe forgotten (metric-names.json removed) and remembered, alternating")
   parser.add_argument("--markdown-only", action="store_true", help="rewrite the .md from the existing .json")
   args = parser.parse_args()
   if args.markdown_only:
@@ -210,8 +227,12 @@ def main() -> None:
       print(variant, "official", row["official"], flush=True)
       for mode in args.modes.split(","):
         cache = tmp / f"cache-{variant}-{mode}"  # empty: the first run compiles and probes everything
-        for label, export in (("cold", True), ("warm", True), ("warm", False)):
-          workdir = tmp / f"run-{variant}-{mode}-{label}-{export}"
+        runs = [("cold", True), ("warm", True), ("warm", False)]
+        runs += [("warm, probe forgotten", True), ("warm", True)] * args.probe_ab
+        for i, (label, export) in enumerate(runs):
+          workdir = tmp / f"run-{variant}-{mode}-{i}"
+          if "forgotten" in label:  # the same warm run, but the best_metric probe evaluates again
+            (cache / "metric-names.json").unlink(missing_ok=True)
           z = zoo_run(variant, args.epochs, mode, cache, workdir, export, log)
           z.update(mode=mode, cache=label, export=export)
           row["zoo"].append(z)
