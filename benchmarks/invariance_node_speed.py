@@ -1,22 +1,23 @@
 r"""Speed of the CBF invariance layer: right-hand-side evaluations, QP solvers, one training step vs PyTorch.
 
-    XLA_FLAGS=--xla_cpu_multi_thread_eigen=false python benchmarks/invariance_node_speed.py \
-        [--official-repo /work/.mirror/Weixy21+InvarianceNODE/repo] [--torch-python /work/benchvenv2/bin/python]
+    .venv/bin/python benchmarks/invariance_node_speed.py [--sections rhs,train] [--epochs 3] [--seeds 10] \
+        [--official-repo /work/.mirror/Weixy21+InvarianceNODE/repo] [--torch-python /work/benchvenv/bin/python]
+    # the torch venv: pip install torch==2.13.0 torchdiffeq qpth cvxopt (never part of this project)
 
 1. RHS evaluations per second of the spiral neural ODE on a batch of 1000 states (jit + vmap, float64): plain,
    with the CBF layer for 1 obstacle (closed form, qpax), 2 and 3 obstacles (exact active set, qpax).
 2. The CBF-QP alone on 1000 real constraint sets (from the model at random states): 3 obstacles with qpax vs
    the exact active-set enumeration ("closed form" of small QPs), 1 obstacle with qpax vs the half-space
    projection.
-3. One training step (20 windows of 10 samples, dopri5 rtol 1e-7 / atol 1e-9, L1, RMSprop) in JAX — baseline,
-   and invariant (the CBF-QP inside every RHS evaluation, differentiated) — vs the official PyTorch code run
-   from its own files in a separate venv (torch + qpth + torchdiffeq + cvxopt; never part of this project):
-   spiral/train.py (plain neural ODE) and spiral/train_with_CBFs.py (neural ODE loss plus the qpth CBF loss).
-   The official repository is read from a `fetch`ed bare mirror; nothing of it is copied into the project.
-All timings single-threaded (XLA_FLAGS above, torch.set_num_threads(1)); medians of process CPU time. Writes
-benchmarks/results/invariance_node_speed.json and invariance_node_speed.md.
+3. One training step (20 windows of 10 samples, dopri5 rtol 1e-7 / atol 1e-9, L1, RMSprop) as `python -m train`
+   runs it (`trainer_steps`: one call per batch, `scan_epoch`, 10 seeds side by side) — baseline, and invariant
+   (the CBF-QP inside every RHS evaluation, differentiated) — vs the official PyTorch code run from its own files
+   in a separate venv: spiral/train.py (plain neural ODE) and spiral/train_with_CBFs.py (neural ODE loss plus the
+   qpth CBF loss), each step on the same zoo windows in seed 0's `batch_order`. The official repository is read
+   from a `fetch`ed bare mirror; nothing of it is copied into the project.
+All timings single-threaded (XLA on one thread, torch.set_num_threads(1)); process CPU time. Writes
+benchmarks/results/invariance_node_speed.json and invariance_node_speed.md (a section not run keeps its figures).
 """
-
 from __future__ import annotations
 
 import argparse
@@ -28,6 +29,10 @@ import subprocess
 import sys
 import tempfile
 import time
+
+import numpy as np
+
+os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -48,8 +53,12 @@ def _median_time(fn, repeats: int, warmup: int = 2) -> float:
 # ------------------------------------------------------------------------------------------- torch worker
 
 
-def torch_worker(official_dir: str, repeats: int) -> dict:
-  """Runs in the torch venv: imports the official scripts (defaults: batch 20 x 10) and times one step each."""
+def torch_worker(official_dir: str, repeats: int, windows: str = "") -> dict:
+  """Runs in the torch venv: imports the official scripts (defaults: batch 20 x 10) and times one step each.
+
+  With `windows` (an .npz of the zoo's spiral windows y: (990, 10, 2), t: (10,) and the trainer's batch orders
+  orders: (steps, 20)) each step takes the next batch of those windows (float32, as the official tensors) instead
+  of the official `get_batch`'s random draw: the same data and batches as the JAX side."""
   import contextlib  # pylint: disable=import-outside-toplevel
   import importlib.util  # pylint: disable=import-outside-toplevel
   import io  # pylint: disable=import-outside-toplevel
@@ -69,13 +78,25 @@ def torch_worker(official_dir: str, repeats: int) -> dict:
     return mod
 
   plain = load("train.py")
+  if windows:
+    w = np.load(windows)
+    ys, ts, orders = torch.tensor(w["y"], dtype=torch.float32), torch.tensor(w["t"], dtype=torch.float32), w["orders"]
+    cursor = [0]
+
+    def same_batches():  # the official get_batch's shapes: y0 (M, 1, D), t (T,), y (T, M, 1, D)
+      idx = torch.from_numpy(orders[cursor[0] % len(orders)])
+      cursor[0] += 1
+      y = ys[idx]  # (M, T, D)
+      return y[:, 0, None, :], ts, y.transpose(0, 1)[:, :, None, :]
+
+    out["batches"] = "zoo spiral windows in the trainer's batch_order"
   torch.manual_seed(0)
   func = plain.ODEFunc()
   opt = torch.optim.RMSprop(func.parameters(), lr=1e-3)
 
   def step_plain():
     opt.zero_grad()
-    y0, t, y = plain.get_batch()
+    y0, t, y = same_batches() if windows else plain.get_batch()
     loss = torch.mean(torch.abs(plain.odeint(func, y0, t) - y))
     loss.backward()
     opt.step()
@@ -90,7 +111,7 @@ def torch_worker(official_dir: str, repeats: int) -> dict:
     func2.use_dcbf = False
     func2.train()
     opt2.zero_grad()
-    y0, t, y = cbf.get_batch()
+    y0, t, y = same_batches() if windows else cbf.get_batch()
     pred = cbf.odeint(func2, y0, t)
     loss = torch.mean(torch.abs(pred - y))
     loss.backward(retain_graph=True)
@@ -112,6 +133,7 @@ def torch_worker(official_dir: str, repeats: int) -> dict:
 
 
 def jax_benchmarks(repeats: int) -> dict:
+  """Sections 1 and 2: the right-hand side and the QP alone."""
   import jax  # pylint: disable=import-outside-toplevel
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
   import numpy as np  # pylint: disable=import-outside-toplevel
@@ -182,65 +204,167 @@ def jax_benchmarks(repeats: int) -> dict:
       qp[label] = res
     out["qp"] = qp
 
-    # 3. one training step (as the trainer: nnx.jit(value_and_grad(loss)) + RMSprop update)
-    data = zoo.data.load("spiral", "train")
-    steps = {}
-    for name in ("neural-ode-spiral", "invariance-node-spiral"):
-      m = zoo.create(name, seed=0)
-      opt = nnx.Optimizer(m, optax.rmsprop(1e-3, decay=0.99, eps=1e-8, eps_in_sqrt=False), wrt=nnx.Param)
-
-      step = make_train_step(inode.loss)
-
-      batches = [{k: jnp.asarray(v[idx]) for k, v in data.items()}
-                 for idx in rng.permutation(len(data["y0"]))[:20 * 40].reshape(40, 20)]
-      it = iter(batches * 10)
-      t0 = time.perf_counter()
-      step(opt, m, next(it))[0].block_until_ready()
-      compile_s = time.perf_counter() - t0
-      t = _median_time(lambda: step(opt, m, next(it))[0].block_until_ready(), repeats)
-      steps[name] = {"train_step_s": t, "first_step_incl_compile_s": compile_s}
-    out["train_step"] = steps
   return out
+
+
+def trainer_steps(epochs: int, num_seeds: int) -> dict:
+  """Section 3: a training step as `python -m train` runs it, on the trainer's own functions and batches
+  (`train.trainer.batch_order(seed, epoch, 990, 20)`: 49 steps an epoch), for both spiral models:
+    * `step`: one jitted call per batch (`make_train_step`; the trainer's default), a float read per step;
+    * `scan`: each epoch one compiled `nnx.scan` over its batches, state donated (`--config.scan_epoch=True`);
+    * `seeds`: `num_seeds` seeds side by side (`train.seeds.stack`, `make_train_epoch(num_seeds=S)`;
+      `--config.num_seeds=S --config.scan_epoch=True`), each seed its own weights and batch order.
+  Per step: the median CPU seconds of an epoch after the first, divided by its steps (and by S: per seed-step).
+  Also the first epoch's CPU seconds (compilation included)."""
+  from flax import nnx  # pylint: disable=import-outside-toplevel
+
+  sys.path.insert(0, str(ROOT))
+  import zoo.data  # pylint: disable=import-outside-toplevel
+  from train import seeds as side_by_side  # pylint: disable=import-outside-toplevel
+  from train import trainer  # pylint: disable=import-outside-toplevel
+  from zoo import registry  # pylint: disable=import-outside-toplevel
+
+  out: dict = {}
+  for name in ("neural-ode-spiral", "invariance-node-spiral"):
+    config = _load_config(f"configs/invariance_node.py:{name}")
+    spec = registry.get_spec(name)
+    with spec.family.precision():
+      data = zoo.data.load(config.dataset, config.train_split)
+      n = len(data["y0"])
+      steps = n // config.batch_size
+      tx = trainer.make_optimizer(config.optimizer, steps * epochs, steps)
+
+      def build(seed):
+        model = spec.build(seed)
+        model.train()
+        return nnx.Optimizer(model, tx, wrt=nnx.Param), model
+
+      orders = [trainer.batch_order(config.seed, e, n, config.batch_size) for e in range(epochs)]
+      row = {"steps_per_epoch": steps}
+
+      def timed(run_epoch, orders, per):
+        cpu, wall = [], []
+        load = [os.getloadavg()[0]]
+        for order in orders:
+          c, w = time.process_time(), time.perf_counter()
+          losses = np.asarray(run_epoch({k: v[order] for k, v in data.items()}))
+          cpu.append(time.process_time() - c)
+          wall.append(time.perf_counter() - w)
+        assert np.all(np.isfinite(losses)), losses
+        load.append(os.getloadavg()[0])
+        return {"step_cpu_s": statistics.median(cpu[1:]) / per, "step_wall_s": statistics.median(wall[1:]) / per,
+                "first_epoch_cpu_s": cpu[0], "first_epoch_wall_s": wall[0], "epoch_cpu_s": cpu,
+                "load_average": load}
+
+      opt, model = build(config.seed)
+      step_fn = trainer.make_train_step(spec.family.loss)
+      row["step"] = timed(lambda b: [float(step_fn(opt, model, {k: v[i] for k, v in b.items()})[0])
+                                     for i in range(steps)], orders, steps)
+      opt, model = build(config.seed)
+      epoch_fn = trainer.make_train_epoch(spec.family.loss)
+      row["scan"] = timed(lambda b: epoch_fn(opt, model, b)[0], orders, steps)
+      opts, models = zip(*(build(config.seed + s) for s in range(num_seeds)))
+      opt, model = side_by_side.stack(opts), side_by_side.stack(models)
+      seeds_fn = trainer.make_train_epoch(spec.family.loss, num_seeds=num_seeds)
+      stacked = [np.stack([trainer.batch_order(config.seed + s, e, n, config.batch_size) for s in range(num_seeds)],
+                          axis=1) for e in range(epochs)]  # (steps, S, batch)
+      row["seeds"] = timed(lambda b: seeds_fn(opt, model, b)[0], stacked, steps * num_seeds)
+      row["seeds"]["num_seeds"] = num_seeds
+    out[name] = row
+    print(name, json.dumps({k: {kk: vv for kk, vv in v.items() if kk.startswith(("step", "first"))}
+                            for k, v in row.items() if isinstance(v, dict)}), flush=True)
+  return out
+
+
+def _load_config(spec: str):
+  import importlib.util  # pylint: disable=import-outside-toplevel
+
+  path, _, arg = spec.partition(":")
+  module_spec = importlib.util.spec_from_file_location("bench_config", ROOT / path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(arg)
+
+
+def _official(args, windows: str) -> tuple[dict, str]:
+  """The official scripts' step times from the torch venv (subprocess), or ({}, why not)."""
+  if not (pathlib.Path(args.torch_python).exists() and pathlib.Path(args.official_repo).exists()):
+    return {}, "official PyTorch code not run (no torch venv or no fetched mirror)"
+  with tempfile.TemporaryDirectory() as tmp:
+    for f in ("spiral/train.py", "spiral/train_with_CBFs.py"):
+      text = subprocess.run(["git", "--git-dir", args.official_repo, "show", f"HEAD:{f}"], check=True,
+                            capture_output=True, text=True).stdout
+      (pathlib.Path(tmp) / pathlib.Path(f).name).write_text(text)
+    proc = subprocess.run([args.torch_python, __file__, "--worker", "torch", "--official-dir", tmp,
+                           "--repeats", str(args.repeats), "--windows", windows], capture_output=True, text=True,
+                          cwd=tmp, env={**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""})
+  if proc.returncode:
+    return {}, f"official PyTorch run failed: {proc.stderr.strip().splitlines()[-1:]}"
+  commit = subprocess.run(["git", "--git-dir", args.official_repo, "rev-parse", "HEAD"], capture_output=True,
+                          text=True).stdout.strip()
+  return {**json.loads(proc.stdout.strip().splitlines()[-1]), "official_commit": commit}, ""
+
+
+def _windows_file(path: pathlib.Path, epochs: int) -> str:
+  """The zoo's spiral windows and seed 0's batch orders of `epochs` epochs, for the torch worker."""
+  sys.path.insert(0, str(ROOT))
+  import zoo.data  # pylint: disable=import-outside-toplevel
+  from train import trainer  # pylint: disable=import-outside-toplevel
+
+  data = zoo.data.load("spiral", "train")
+  n = len(data["y0"])
+  orders = np.concatenate([trainer.batch_order(0, e, n, 20) for e in range(epochs)])
+  np.savez(path, y=data["y"], t=data["t"][0] - data["t"][0, 0], orders=orders)
+  return str(path)
 
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--official-repo", default="/work/.mirror/Weixy21+InvarianceNODE/repo")
-  parser.add_argument("--torch-python", default="/work/benchvenv2/bin/python")
-  parser.add_argument("--repeats", type=int, default=10)
+  parser.add_argument("--torch-python", default="/work/benchvenv/bin/python")
+  parser.add_argument("--repeats", type=int, default=20, help="torch steps timed (RHS and QP rows: 5x)")
+  parser.add_argument("--sections", default="rhs,train", help="rhs (sections 1-2), train (section 3); a section "
+                      "not run keeps its figures from the existing JSON")
+  parser.add_argument("--epochs", type=int, default=3, help="epochs of section 3 (the first holds the compilation)")
+  parser.add_argument("--seeds", type=int, default=10, help="seeds side by side in section 3")
   parser.add_argument("--worker", default="")
   parser.add_argument("--official-dir", default="")
+  parser.add_argument("--windows", default="")
   args = parser.parse_args()
   if args.worker == "torch":
-    print(json.dumps(torch_worker(args.official_dir, args.repeats)))
+    print(json.dumps(torch_worker(args.official_dir, args.repeats, args.windows)))
     return
 
-  result = {"meta": {"cpu_count": os.cpu_count(), "threads": 1, "repeats": args.repeats,
-                     "loadavg_start": os.getloadavg()[0]}}  # a shared machine: say how busy it was
-  result["jax"] = jax_benchmarks(args.repeats)
-  print(json.dumps(result["jax"], indent=1))
-  torch_note = ""
-  if pathlib.Path(args.torch_python).exists() and pathlib.Path(args.official_repo).exists():
-    with tempfile.TemporaryDirectory() as tmp:
-      for f in ("spiral/train.py", "spiral/train_with_CBFs.py"):
-        text = subprocess.run(["git", "--git-dir", args.official_repo, "show", f"HEAD:{f}"], check=True,
-                              capture_output=True, text=True).stdout
-        (pathlib.Path(tmp) / pathlib.Path(f).name).write_text(text)
-      proc = subprocess.run([args.torch_python, __file__, "--worker", "torch", "--official-dir", tmp,
-                             "--repeats", str(args.repeats)], capture_output=True, text=True, cwd=tmp,
-                            env={**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""})
-    if proc.returncode == 0:
-      result["torch"] = json.loads(proc.stdout.strip().splitlines()[-1])
-    else:
-      torch_note = f"official PyTorch run failed: {proc.stderr.strip().splitlines()[-1:]}"
-  else:
-    torch_note = "official PyTorch code not run (no torch venv or no fetched mirror)"
-  result["meta"]["torch_note"] = torch_note
-  result["meta"]["loadavg_end"] = os.getloadavg()[0]
-
   out = ROOT / "benchmarks" / "results"
+  previous = out / "invariance_node_speed.json"
+  result = json.loads(previous.read_text()) if previous.exists() else {"meta": {}, "jax": {}}
+  sections = args.sections.split(",")
+  meta = {"cpu_count": os.cpu_count(), "threads": 1, "repeats": args.repeats, "loadavg_start": os.getloadavg()[0],
+          "command": " ".join(["python", "benchmarks/invariance_node_speed.py", *sys.argv[1:]]),
+          "xla_flags": os.environ.get("XLA_FLAGS", "")}
+  if "rhs" in sections:
+    import jax  # pylint: disable=import-outside-toplevel
+    result["jax"] = {**result.get("jax", {}), **jax_benchmarks(args.repeats)}
+    result["jax"].pop("train_step", None)  # the per-batch step figures of earlier versions: see "trainer"
+    result["meta_rhs"] = meta
+  if "train" in sections:
+    import jax  # pylint: disable=import-outside-toplevel
+    with jax.enable_x64(True):
+      result["trainer"] = trainer_steps(args.epochs, args.seeds)
+    with tempfile.TemporaryDirectory() as tmp:
+      result["torch"], note = _official(args, _windows_file(pathlib.Path(tmp) / "windows.npz", args.epochs))
+    meta.update(torch_note=note, epochs=args.epochs, seeds=args.seeds)
+    result["meta"] = meta
+  meta["loadavg_end"] = os.getloadavg()[0]
+  result.pop("train_step", None)
+
   out.mkdir(parents=True, exist_ok=True)
-  (out / "invariance_node_speed.json").write_text(json.dumps(result, indent=2) + "\n")
+  previous.write_text(json.dumps(result, indent=2) + "\n")
+  (out / "invariance_node_speed.md").write_text(markdown(result) + "\n")
+  print(markdown(result))
+
+
+def markdown(result: dict) -> str:
   j = result["jax"]
   lines = ["| right-hand side (1000 states, float64) | evaluations/s | vs plain |", "|---|---|---|"]
   base = j["rhs"]["plain"]["evals_per_s"]
@@ -255,25 +379,45 @@ def main() -> None:
       lines.append(f"| {k}, {m} | {v[m]['qp_per_s']:.3g} | {v[m]['qp_per_s'] / slow:.1f}x vs qpax | "
                    f"{v[m]['flagged_infeasible']} | {v['max_abs_diff']:.1e} | {v['max_rel_diff']:.1e} | "
                    f"{v['active_fraction']:.0%} |")
-  lines += ["", "| one training step (20 windows x 10, 1 thread) | seconds | vs official |", "|---|---|---|"]
-  t = result.get("torch", {})
-  rows = [("JAX neural-ode-spiral", j["train_step"]["neural-ode-spiral"]["train_step_s"], t.get("official_train_step_s")),
-          ("JAX invariance-node-spiral (QP in every RHS, differentiated)",
-           j["train_step"]["invariance-node-spiral"]["train_step_s"], t.get("official_cbf_train_step_s"))]
-  for label, s, ref in rows:
-    lines.append(f"| {label} | {s:.4f} | {f'{ref / s:.1f}x faster' if ref else 'n/a'} |")
+  lines += ["", "| one training step (20 windows x 10, 1 thread), as `python -m train` runs it | CPU s per (seed-)step "
+            "| vs official | first epoch CPU s (compile incl.) | load avg |", "|---|---|---|---|---|"]
+  t, tr, meta = result.get("torch", {}), result.get("trainer", {}), result.get("meta", {})
+  ways = (("step", "one jitted call per batch (default)"), ("scan", "`scan_epoch`: one scan per epoch"),
+          ("seeds", "`num_seeds={S}` + `scan_epoch`, per seed-step"))
+  for name, ref_key in (("neural-ode-spiral", "official_train_step_s"),
+                        ("invariance-node-spiral", "official_cbf_train_step_s")):
+    ref = t.get(ref_key)
+    for way, label in ways:
+      r = tr.get(name, {}).get(way)
+      if r is None:
+        continue
+      label = label.format(S=r.get("num_seeds"))
+      ratio = f"{ref / r['step_cpu_s']:.1f}x faster" if ref else "n/a"
+      lines.append(f"| JAX {name}, {label} | {r['step_cpu_s']:.5f} | {ratio} "
+                   f"| {r['first_epoch_cpu_s']:.1f} | {r['load_average'][0]:.1f}–{r['load_average'][1]:.1f} |")
   if t:
-    lines.append(f"| official spiral/train.py (torch {t['torch']}, torchdiffeq) | {t['official_train_step_s']:.4f} | 1x |")
-    lines.append(f"| official spiral/train_with_CBFs.py (+ qpth CBF loss) | {t['official_cbf_train_step_s']:.4f} | 1x |")
-  if torch_note:
-    lines.append(f"\n{torch_note}")
-  meta = result["meta"]
-  lines.append(f"\nSingle-threaded; medians of process CPU time (time.process_time) over {meta['repeats']} repeats (RHS "
-               f"and QP rows: {5 * meta['repeats']}) on a shared {meta['cpu_count']}-core CPU whose 1-min load average "
-               f"was {meta['loadavg_start']:.1f} at the start and {meta['loadavg_end']:.1f} at the end (CPU time, not "
-               f"wall time, because other jobs shared the cores; cache contention still inflates both sides).")
-  (out / "invariance_node_speed.md").write_text("\n".join(lines) + "\n")
-  print("\n".join(lines))
+    lines.append(f"| official spiral/train.py (torch {t['torch']}, torchdiffeq) | {t['official_train_step_s']:.5f} | 1x | "
+                 f"| |")
+    lines.append(f"| official spiral/train_with_CBFs.py (+ qpth CBF loss) | {t['official_cbf_train_step_s']:.5f} | 1x "
+                 f"| | |")
+  if meta.get("torch_note"):
+    lines.append(f"\n{meta['torch_note']}")
+  lines.append(f"\n`{meta.get('command', '')}` (XLA_FLAGS={meta.get('xla_flags', '')}). Single-threaded; process CPU "
+               f"time (time.process_time). JAX: the trainer's functions on its batches (`batch_order`, 49 steps an "
+               f"epoch), median epoch after the first of {meta.get('epochs', 3)}, divided by its (seed-)steps; "
+               f"float64, diffrax Dopri5 rtol 1e-7 / atol 1e-9. Official: median of {meta.get('repeats')} steps on "
+               f"the same zoo windows and seed 0's batch order (float32, as its tensors; commit "
+               f"{t.get('official_commit', '?')[:12]}). The official CBF step is its training loop's body: the plain "
+               f"neural-ODE loss plus the qpth CBF loss on the predictions; the invariant JAX step integrates the "
+               f"filtered field (the QP in every RHS evaluation, differentiated): not the same computation. "
+               f"Shared {meta.get('cpu_count')}-core CPU, 1-min load average {meta.get('loadavg_start', 0):.1f} at the "
+               f"start and {meta.get('loadavg_end', 0):.1f} at the end (CPU time, not wall time, because other jobs "
+               f"shared the cores; cache contention still inflates both sides).")
+  rhs = result.get("meta_rhs")
+  if rhs:
+    lines.append(f"\nRHS and QP rows: `{rhs.get('command', '')}`, medians over {5 * rhs['repeats']} repeats, load "
+                 f"average {rhs['loadavg_start']:.1f}–{rhs.get('loadavg_end', 0):.1f}.")
+  return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -189,6 +189,28 @@ def test_loss_gradient_flows_through_the_qp_and_the_solver():
   assert float(g[0, 1]) == pytest.approx(float(hi - lo) / (2 * eps), rel=1e-3, abs=1e-8)
 
 
+
+@pytest.mark.slow
+def test_training_checkpoints_change_nothing_but_time():
+  """The training solve's backward pass keeps TRAIN_CHECKPOINTS steps and recomputes the rest: loss and gradient
+  bit-identical to storing every step (checkpoints=None), and to recomputing almost everything (2)."""
+  model = zoo.create("invariance-node-spiral", seed=1)
+  data = zoo.data.load("spiral", "train")
+  y, t = jnp.asarray(data["y"][:3]), jnp.asarray(data["t"][:3])
+
+  def value_and_grad(checkpoints):
+    fn = nnx.jit(nnx.value_and_grad(lambda m: m.trajectory_loss(y, t, checkpoints)))
+    value, grads = fn(model)
+    return float(value), jax.tree.map(np.asarray, nnx.to_pure_dict(grads))
+
+  with float64_scope():
+    default = value_and_grad(inode.model.TRAIN_CHECKPOINTS)
+    for other in (None, 2):
+      value, grads = value_and_grad(other)
+      assert value == default[0]
+      jax.tree.map(np.testing.assert_array_equal, grads, default[1])
+  assert np.abs(default[1]["linear2"]["kernel"]).max() > 0
+
 def _manifest(name):
   return json.loads((hub.checkpoints_dir() / name / "manifest.json").read_text())
 

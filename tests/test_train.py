@@ -99,3 +99,37 @@ def test_two_devices_shard_the_batch_and_give_the_same_losses(tmp_path):
   a, b = _losses(tmp_path / "one"), _losses(tmp_path / "two")
   assert a.keys() == b.keys() and len(a) == 32
   np.testing.assert_allclose([b[k] for k in sorted(b)], [a[k] for k in sorted(a)], rtol=1e-9)
+
+
+def test_metric_names_probe_is_remembered_per_evaluate_source(tmp_path, monkeypatch):
+  """The best_metric probe evaluates once; a second run of the same config reads its keys from the zoo's cache, and
+  an edited evaluate (another source) or another model probes again."""
+  import types  # pylint: disable=import-outside-toplevel
+
+  from train import trainer  # pylint: disable=import-outside-toplevel
+
+  monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path / "cache"))
+  calls = []
+  module = tmp_path / "fake_eval.py"
+  module.write_text("def evaluate(model, data):\n  return {'loss': 1.0, 'b': 2.0}\n")
+  namespace: dict = {}
+  exec(compile(module.read_text(), str(module), "exec"), namespace)  # pylint: disable=exec-used
+
+  def evaluate(model, data):
+    calls.append(len(data["x"]))
+    return namespace["evaluate"](model, data)
+
+  evaluate.__code__ = evaluate.__code__.replace(co_filename=str(module))  # its source file: fake_eval.py
+  family = types.SimpleNamespace(name="fake", evaluate=evaluate)
+  model = types.SimpleNamespace(eval=lambda: None)
+  run = types.SimpleNamespace(eval_data={"x": np.zeros((10, 2))}, local_models=lambda: [model])
+  config = _config(batch_size=4)
+  assert trainer.metric_names(config, family, run) == ["b", "loss"]
+  assert trainer.metric_names(config, family, run) == ["b", "loss"]
+  assert calls == [4]  # the second run did not evaluate
+  module.write_text(module.read_text() + "# edited\n")
+  assert trainer.metric_names(config, family, run) == ["b", "loss"]
+  assert calls == [4, 4]
+  config.model = "another"
+  trainer.metric_names(config, family, run)
+  assert calls == [4, 4, 4]

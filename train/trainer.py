@@ -467,6 +467,54 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   return result
 
 
+def metric_names(config: ml_collections.ConfigDict, family: Any, run: Any) -> list[str]:
+  """The keys of `family.evaluate` (sorted), from an evaluation of the untrained model on `batch_size` examples.
+
+  Remembered in the zoo's cache (`zoo.cache.cache_dir()/metric-names.json`) under the sha256 of the evaluating
+  module's source, the model, dataset, eval split and probe size: a second run of the same config skips the probe,
+  whose programs (rollouts of another shape than the final evaluation's) cost a warm run much of its tracing."""
+  import hashlib  # pylint: disable=import-outside-toplevel
+  import inspect  # pylint: disable=import-outside-toplevel
+
+  from zoo import cache  # pylint: disable=import-outside-toplevel
+
+  try:
+    source = pathlib.Path(inspect.getsourcefile(family.evaluate)).read_bytes()
+  except (TypeError, OSError):
+    source = None  # no source to key on (e.g. defined interactively): probe every time
+  rows = {k: v[: min(len(v), config.batch_size)] for k, v in run.eval_data.items()}
+  path = cache.cache_dir() / "metric-names.json"
+  key = None
+  if source is not None:
+    shapes = sorted((k, list(np.shape(v))) for k, v in rows.items())
+    key = hashlib.sha256(json.dumps([hashlib.sha256(source).hexdigest(), family.name, config.model,
+                                     config.dataset, config.eval_split, shapes, config.model_overrides.to_dict(),
+                                     jax.__version__], sort_keys=True, default=str).encode()).hexdigest()
+    try:
+      known = json.loads(path.read_text())
+      if isinstance(known.get(key), list):
+        return known[key]
+    except (OSError, ValueError, AttributeError):
+      pass
+  model = run.local_models()[0]
+  model.eval()
+  names = sorted(family.evaluate(model, rows))
+  if key is not None:
+    try:
+      path.parent.mkdir(parents=True, exist_ok=True)
+      try:
+        known = json.loads(path.read_text())
+      except (OSError, ValueError):
+        known = {}
+      known = {**(known if isinstance(known, dict) else {}), key: names}
+      tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+      tmp.write_text(json.dumps(known))
+      tmp.replace(path)  # whole or not at all
+    except OSError:
+      pass  # an unwritable cache only costs the probe next time
+  return names
+
+
 def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict[str, Any]:
   from tqdm.auto import tqdm  # pylint: disable=import-outside-toplevel
 
@@ -480,9 +528,7 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict[str
   train_epoch = make_train_epoch(loss, num_seeds=num_seeds) if config.get("scan_epoch") else None
   probe = None  # best_metric must be one of evaluate()'s keys: checked on a few examples, before training
   if distributed.is_primary():
-    model = run.local_models()[0]
-    model.eval()
-    probe = sorted(family.evaluate(model, {k: v[: min(len(v), config.batch_size)] for k, v in run.eval_data.items()}))
+    probe = metric_names(config, family, run)
   probe = distributed.broadcast_json(probe)  # every process stops alike on a bad config
   if config.best_metric not in probe:
     raise errors.ConfigError("best_metric", f"config.best_metric = {config.best_metric!r} is not a metric of "

@@ -4,8 +4,10 @@
     $ZOO_CACHE_DIR/jax-compilation  compiled XLA programs (`$ZOO_COMPILATION_CACHE_DIR` moves it elsewhere)
     $ZOO_CACHE_DIR/registry-*.json  the registry's index, so `zoo list` / `zoo info` need not import the models
     $ZOO_CACHE_DIR/init-state       `zoo.create`'s initial states (`zoo.init_cache`; `$ZOO_INIT_CACHE_DIR` moves it)
+    $ZOO_CACHE_DIR/metric-names.json  the trainer's `best_metric` probe (`train.trainer.metric_names`)
 
-`ZOO_COMPILATION_CACHE=0` turns the compilation cache off, `ZOO_INIT_CACHE=0` the initial-state cache. With it on, a second process's first `rollout`,
+`ZOO_COMPILATION_CACHE=0` turns the compilation cache off, `ZOO_INIT_CACHE=0` the initial-state cache. With the
+compilation cache on, a second process's first `rollout`,
 `zoo verify` or `zoo run` reads what the first compiled instead of compiling again (JAX keys every entry by the
 program, the JAX/XLA version and the device, so a stale entry is never used). A compilation cache the user set
 up himself (`jax.config.update("jax_compilation_cache_dir", ...)` or `JAX_COMPILATION_CACHE_DIR`) is left as is.
