@@ -17,6 +17,10 @@ Then every chosen layer is quantized round-to-nearest (`RTNLayer`): weights symm
 b_w bits (QuaRot's `--w_rtn --w_clip`: the clip ratio per channel minimising ‖Q(w) − w‖_2.4 over 80 ratios in
 (0.2, 1]), stored packed (two 4-bit codes per byte) with one float32 scale per output channel; the input
 activation symmetric per token (per pixel: across channels) to b_a bits at run time (clip ratio 1.0).
+`weight_quantizer="gptq"` (QuaRot's default weight path) replaces round-to-nearest of the weights by GPTQ on the
+same grid and scales (`zoo.quant.gptq`): layer by layer in plan order, the Hessian of each layer's input from
+calibration images run through the model with the earlier layers already quantized (activations in float
+during calibration, as QuaRot's `gptq_fwrd`).
 
 A model opts in by a method `rotation_plan() -> Plan` naming its norm folds, rotations and quantized layers:
 
@@ -41,14 +45,17 @@ from flax import nnx
 
 import zoo.quant as zq
 from zoo.nn import init as init_lib
+from zoo.quant import gptq as zgptq
 from zoo.quant import packing
 
 __all__ = ["Rotation", "Plan", "Identity", "RTNLayer", "hadamard", "random_hadamard", "rotate", "rtn", "quantize",
            "quantized_layers", "fake_quant_per_token", "fold_norm", "change_basis", "fold_norms", "quantize_model", "rebuild_kwargs",
-           "record_inputs"]
+           "record_inputs", "WEIGHT_QUANTIZERS", "CALIBRATION_BATCH"]
 
 METHOD = "rotate-rtn4"
 W_CLIP_GRID, W_CLIP_MAXSHRINK, W_CLIP_NORM = 100, 0.8, 2.4  # QuaRot's WeightQuantizer(mse=True) search
+WEIGHT_QUANTIZERS = ("rtn", "gptq")
+CALIBRATION_BATCH = 64  # images per calibration forward pass (GPTQ's Hessians are accumulated over batches)
 
 
 # --- Hadamard matrices -----------------------------------------------------------------------------
@@ -313,13 +320,18 @@ class RTNLayer(nnx.Module):
     if w_bits < 16:
       self.quantize_weights(w_bits, clip)
 
-  def quantize_weights(self, bits: int, clip: bool = True) -> None:
-    """Replaces the float kernel by `bits`-bit packed codes and per-channel scales (in place)."""
+  def quantize_weights(self, bits: int, clip: bool = True, hessian: jax.Array | None = None) -> None:
+    """Replaces the float kernel by `bits`-bit packed codes and per-channel scales (in place): round-to-nearest,
+    or GPTQ with the layer-input Hessian `hessian` (fan, fan) (`zoo.quant.gptq`; same grid and scales)."""
     if not 2 <= bits <= packing.MAX_BITS:
       raise ValueError(f"w_bits must be in 2..{packing.MAX_BITS} (or 16 = float), got {bits}.")
     kernel = self.layer.kernel[...]
-    scales = weight_scales(kernel, bits, clip and not init_lib.shapes_only())  # (out,) either way
-    q = _sym_quant(kernel, scales, bits).astype(jnp.int32) + 2 ** (bits - 1)
+    shapes_only = init_lib.shapes_only()  # an abstract build (ModelSpec.abstract): codes only need their shapes
+    scales = weight_scales(kernel, bits, clip and not shapes_only)  # (out,) either way
+    if hessian is None or shapes_only:
+      q = _sym_quant(kernel, scales, bits).astype(jnp.int32) + 2 ** (bits - 1)
+    else:
+      q = zgptq.gptq_codes(kernel, hessian, scales, bits) + 2 ** (bits - 1)
     self.codes = QuantCodes(packing.pack(q.reshape(-1), bits))
     self.scales = QuantScales(scales.astype(jnp.float32))
     self.w_bits = int(bits)
@@ -344,9 +356,53 @@ class RTNLayer(nnx.Module):
     return zq.call_with_kernel(self.layer, self.kernel(), x)
 
 
-def rtn(model: nnx.Module, w_bits: int = 4, a_bits: int = 4, clip: bool = True) -> nnx.Module:
+def layer_hessian(model: nnx.Module, layer: RTNLayer, calibration: Any) -> jax.Array:
+  """H = 2 XᵀX / n of `layer`'s input rows (im2col of what it receives after any online rotation, before
+  activation quantization) when `model` runs on `calibration` (n_images, *input_shape), in batches of
+  `CALIBRATION_BATCH`. Returns (fan, fan) float32."""
+  calibration = np.asarray(calibration, np.float32)
+  total, count = None, 0
+  layer.record = True
+  try:
+    for i in range(0, len(calibration), CALIBRATION_BATCH):
+      model(jnp.asarray(calibration[i:i + CALIBRATION_BATCH]))
+      for leaf in jax.tree.leaves(nnx.pop(model, nnx.Intermediate)):
+        rows = zgptq.im2col(layer.layer, leaf)
+        part = rows.T @ rows
+        total = part if total is None else total + part
+        count += rows.shape[0]
+  finally:
+    layer.record = False
+  if total is None:
+    raise ValueError("layer_hessian: no calibration images (or the layer never ran).")
+  return 2.0 * total / count
+
+
+def rtn(model: nnx.Module, w_bits: int = 4, a_bits: int = 4, clip: bool = True, weight_quantizer: str = "rtn",
+        calibration: Any = None) -> nnx.Module:
   """Quantizes every layer the plan names (in place): weights per output channel to `w_bits` (16 = float) and
-  input activations per token to `a_bits` (16 = float). Works on rotated and unrotated models. Returns `model`."""
+  input activations per token to `a_bits` (16 = float). Works on rotated and unrotated models. Returns `model`.
+  weight_quantizer: "rtn" (round-to-nearest) or "gptq" (needs `calibration`: images (n, *input_shape); layers
+  are quantized one by one in plan order with float activations, then `a_bits` is set on all)."""
+  if weight_quantizer not in WEIGHT_QUANTIZERS:
+    raise ValueError(f"weight_quantizer must be one of {WEIGHT_QUANTIZERS}, got {weight_quantizer!r}.")
+  if weight_quantizer == "gptq":
+    if calibration is None:
+      raise ValueError("weight_quantizer='gptq' needs calibration images (calibration=(n, *input_shape)): GPTQ's "
+                       "Hessians come from the layers' inputs on them.")
+    modules = []
+    for path in _plan(model).quantize:
+      module = _get(model, path)
+      if not isinstance(module, RTNLayer):
+        module = RTNLayer(module)
+        _set(model, path, module)
+      modules.append(module)
+    for module in modules:
+      if w_bits < 16 and module.codes is None:
+        module.quantize_weights(w_bits, clip, hessian=layer_hessian(model, module, calibration))
+    for module in modules:
+      module.a_bits = int(a_bits)
+    return model
   for path in _plan(model).quantize:
     module = _get(model, path)
     if not isinstance(module, RTNLayer):
@@ -359,21 +415,31 @@ def rtn(model: nnx.Module, w_bits: int = 4, a_bits: int = 4, clip: bool = True) 
 
 
 def quantize(model: nnx.Module, w_bits: int = 4, a_bits: int = 4, rotation: bool = True, seed: int = 0,
-             clip: bool = True) -> nnx.Module:
-  """`rotate(model, seed)` (unless rotation=False) then `rtn(model, w_bits, a_bits, clip)`, in place."""
+             clip: bool = True, weight_quantizer: str = "rtn", calibration: Any = None) -> nnx.Module:
+  """`rotate(model, seed)` (unless rotation=False) then `rtn(model, w_bits, a_bits, clip, weight_quantizer,
+  calibration)`, in place."""
   if rotation:
     rotate(model, seed)
-  return rtn(model, w_bits, a_bits, clip)
+  return rtn(model, w_bits, a_bits, clip, weight_quantizer, calibration)
 
 
-def quantize_model(model: nnx.Module, method: str = METHOD, **recipe: Any) -> nnx.Module:
+def quantize_model(model: nnx.Module, method: str = METHOD, calibration: Any = None, structure_only: bool = False,
+                   **recipe: Any) -> nnx.Module:
   """`quantize` by method name ("rotate-rtn4", or "rtn4" without rotation); a model with `quant` / `quantized`
-  attributes (the zoo families that rebuild their quantized form from keyword arguments) records the recipe."""
+  attributes (the zoo families that rebuild their quantized form from keyword arguments) records the recipe (not
+  the calibration images). `recipe` may set weight_quantizer="gptq" (then `calibration` images are needed).
+  structure_only: build the quantized form's layers with round-to-nearest values whatever the weight quantizer
+  (same shapes and dtypes; what a family does before a checkpoint's state overwrites them)."""
   if method not in (METHOD, "rtn4"):
     raise ValueError(f"rotation quantization methods are {METHOD!r} and 'rtn4' (no rotation); got {method!r}.")
   if getattr(model, "quantized", False):
     raise ValueError("the model is already quantized (its layers hold 4-bit codes); quantize the float model.")
-  quantize(model, rotation=method == METHOD, **recipe)
+  run = dict(recipe)
+  if structure_only:
+    run.pop("weight_quantizer", None)
+  else:
+    run["calibration"] = calibration
+  quantize(model, rotation=method == METHOD, **run)
   if hasattr(model, "quantized"):
     model.quant, model.quantized = {"method": method, **recipe}, True
   return model

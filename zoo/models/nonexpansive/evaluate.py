@@ -26,7 +26,7 @@ PAPER_MARGIN = 0.07              # the hinge margin of every row quoted below (o
 # (testRobustness.ipynb loads them). Quoted here: margin 0.07 for every row, at ε = 0 / 36/255 / 0.5 / 1.0.
 PAPER_SOURCE = ("Celledoni, Murari, Owren, Schönlieb, Sherry 2023 (arXiv:2210.02373), official code "
                 "davidemurari/StructuredNeuralNetworks, `Adversarial Robustness/CIFAR10/testRobustness.ipynb` "
-                "(stored results `{file}`): CIFAR-10, 1024 test images, hinge margin 0.07, L2 PGD 10 steps, "
+                "(stored results {file}): CIFAR-10, first 1024 test images, hinge margin 0.07, L2 PGD 10 steps, "
                 "32/64/128-channel network")
 PAPER_FILES = {"unconstrained baseline": "Baseline ResNet/Cifar10_updateMargin_0.07.txt",
                "non-expansive": "Contractive/updateMargin_0.07.txt",

@@ -112,7 +112,7 @@ def comparison_markdown(metrics: Mapping[str, Mapping[str, float]], input_shape:
     lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
   lines += ["", "*L*: the Lipschitz certificate (Π of the per-layer bounds on these weights). *Adversarial ratio*: "
             "the largest ‖N(x) − N(y)‖/‖x − y‖ that gradient ascent found (`zoo verify`); it must stay ≤ L.", ""]
-  source = PAPER_SOURCE.format(file="each row's file in the last column")
+  source = PAPER_SOURCE.format(file="in the files named in the table's last column")
   if eps == PAPER_EPSILONS:
     lines += [f"Paper: {source}; no certificate reported.", "", paper_markdown()]
   else:

@@ -27,7 +27,7 @@ def reference(constrained: bool, input_shape: Sequence[int], dataset: str) -> di
                         f"Celledoni et al. 2023 stores CIFAR-10/100 results only); CIFAR-10 context, not comparable, in "
                         f"\"Constrained vs baseline\""}
   vals = PAPER_CIFAR10[key]
-  source = PAPER_SOURCE.format(file=PAPER_FILES[key])
+  source = PAPER_SOURCE.format(file=f"`{PAPER_FILES[key]}`")
   out = {"accuracy": f"{vals[0]:.3f} ({key}; {source})"}
   for e, paper_e, v in zip(PAPER_EPSILONS, ("36/255", "0.5", "1.0"), vals[1:]):
     out[f"pgd_acc_eps{e:g}"] = f"{v:.3f} (ε = {paper_e}; {key}; {source})"

@@ -19,7 +19,8 @@ FAMILY = Family(
 DIGITS = dict(num_classes=10, in_channels=1, image_size=8, width=16)
 CIFAR10 = dict(num_classes=10, in_channels=3, image_size=32, width=64)
 FASHION_MNIST = dict(num_classes=10, in_channels=1, image_size=28, width=16)
-DATA_NAMES = {"fashion-mnist": "fashion_mnist"}   # a variant name's dataset part -> its zoo.data name
+DATA_NAMES = {"fashion-mnist": "fashion_mnist"}
+DATASET_TITLES = {"digits": "the 8×8 scikit-learn digits", "fashion-mnist": "Fashion-MNIST", "cifar10": "CIFAR-10"}   # a variant name's dataset part -> its zoo.data name
 BITS = (1, 2, 4)
 # The clustering of the registered quantized variants: coremltools defaults (τ, ε, clamp, d = 1) with t = 5
 # (coremltools: 3); the IDKM adjoint solve takes at most as many iterations.
@@ -83,11 +84,16 @@ def register_quantized(dataset: str, base: dict, input_shape: tuple[int, ...], b
                    + ("" if method == "idkm" else " A comparison point for the IDKM variants.")),
       dataset=data, input_shape=input_shape, guarantee=quant_guarantee(bits),
       tags=("resnet", "image-classification", dataset, "quantization", SHORT[method], f"{bits}-bit"),
-      deviations=deviations)
+      deviations=deviations,
+      reference={"accuracy": f"no published number for {METHOD_NAMES[method]} at {bits} bits on "
+                             f"{DATASET_TITLES.get(dataset, dataset)} (the IDKM and DKM papers report CIFAR-10 and "
+                             f"ImageNet with other networks and budgets)"})
 
 
 @register("resnet18-digits", FAMILY, dataset="digits", input_shape=(8, 8, 1), guarantee=FLOAT_GUARANTEE,
           tags=("resnet", "image-classification", "digits"),
+          reference={"accuracy": "no published number for ResNet18 on the 8×8 scikit-learn digits (He et al. 2016 "
+                                 "report ImageNet and CIFAR-10), nor at width 16"},
           deviations=DIGITS_INPUT + " No data augmentation; Adam instead of SGD (short CPU training).")
 def resnet18_digits():
   """ResNet18 (CIFAR-style stem, width 16) classifying the 8×8 scikit-learn digits; the float baseline of the

@@ -18,6 +18,8 @@ FAMILY = Family(
           guarantee="Volume-preserving: det ∂N/∂z = 1 for every input (float64 round-off), with a closed-form "
                     "inverse N⁻¹.",
           tags=("volume-preserving", "invertible", "hamiltonian", "dynamical-systems", "pendulum"),
+          reference={"test_mse": "no published number: the paper (Celledoni et al. 2023) has no volume-preserving "
+                                 "experiment and its official code none for this setting (pendulum time-0.5 flow map)"},
           deviations=(
               "The paper has no volume-preserving experiment (and no official code for it); this variant learns "
               "the time-0.5 flow map of the pendulum q' = p, p' = −sin q, a Hamiltonian (so area-preserving) "

@@ -133,7 +133,7 @@ class WaveMix(nnx.Module):
     if quantized:
       if not quant:
         raise ValueError("quantized=True needs quant=dict(method='rotate-rtn4', ...): the recipe to apply.")
-      apply_quant(self, self.quant)
+      apply_quant(self, self.quant, structure_only=True)  # a checkpoint's state fills the codes and scales
 
   def features(self, x: jax.Array) -> jax.Array:
     """The residual stream after the last block: (batch, h, w, dim)."""
@@ -188,8 +188,12 @@ class WaveMix(nnx.Module):
     return zrot.Plan(folds=tuple(folds), rotations=tuple(rotations), quantize=tuple(quantize))
 
 
-def apply_quant(model: WaveMix, recipe: Mapping[str, Any]) -> WaveMix:
-  """Applies a quantization recipe (`ROTATE_RTN4`-like: method, w_bits, a_bits, seed, clip) to a float WaveMix in
-  place; records it (`model.quant`, `model.quantized = True`)."""
+def apply_quant(model: WaveMix, recipe: Mapping[str, Any], calibration: Any = None,
+                structure_only: bool = False) -> WaveMix:
+  """Applies a quantization recipe (`ROTATE_RTN4`-like: method, w_bits, a_bits, seed, clip, optionally
+  weight_quantizer "rtn" | "gptq") to a float WaveMix in place; records it (`model.quant`, `model.quantized =
+  True`). GPTQ needs `calibration` images (n, *input_shape) unless `structure_only` (see
+  `zoo.quant.rotate.quantize_model`)."""
   recipe = dict(recipe)
-  return zrot.quantize_model(model, recipe.pop("method", zrot.METHOD), **recipe)
+  return zrot.quantize_model(model, recipe.pop("method", zrot.METHOD), calibration=calibration,
+                             structure_only=structure_only, **recipe)

@@ -27,6 +27,8 @@ DIGITS_DEVIATION = ("The 8×8 scikit-learn digits stand in for MNIST (offline); 
 
 @register("wavemix-lite-digits", FAMILY, dataset="digits", input_shape=(8, 8, 1), guarantee=FLOAT_GUARANTEE,
           tags=("wavemix", "image-classification", "digits"),
+          reference={"accuracy": "no published number for the 8×8 scikit-learn digits (WaveMix, arXiv:2205.14375, "
+                                 "and the official README report MNIST, Fashion-MNIST, CIFAR and larger sets)"},
           deviations=DIGITS_DEVIATION)
 def wavemix_lite_digits():
   """WaveMix-Lite-16/4 (level-1 blocks, transposed-conv upsampling) on the 8×8 scikit-learn digits."""
@@ -38,6 +40,8 @@ def wavemix_lite_digits():
                     "channel, stored packed with a float32 scale per channel) on 4-bit per-token inputs, after "
                     "randomised Hadamard rotations that leave the float network's function unchanged.",
           tags=("wavemix", "image-classification", "digits", "quantized", "quarot"),
+          reference={"accuracy": "no published number: QuaRot (Ashkboos et al. 2024) reports LLMs only, and no "
+                                 "W4A4 WaveMix result on the scikit-learn digits is published"},
           deviations=DIGITS_DEVIATION + " Post-training W4A4 of `wavemix-lite-digits` as QuaRot's RTN path "
                      "(`--rotate --w_rtn --w_clip --w_bits 4 --a_bits 4`): fake quantization in float32; stem and "
                      "classifier stay float (QuaRot keeps embeddings and lm_head in 16 bits); QuaRot rotates a "
