@@ -1,15 +1,17 @@
-r"""Accuracy of ResNet18 on digits: float vs DKM vs IDKM vs IDKM-JFB at each b; re-exports and ships the models.
+r"""Accuracy of ResNet18: float vs DKM vs IDKM vs IDKM-JFB at each b; re-exports and ships the models.
 
     python benchmarks/idkm_accuracy.py            # table from the runs: benchmarks/results/idkm_accuracy.{json,md}
     python benchmarks/idkm_accuracy.py --ship     # also: re-export every run with its card, `zoo ship` it
     python benchmarks/idkm_accuracy.py --recard   # re-render the embedded cards with the current tables
+    python benchmarks/idkm_accuracy.py --dataset fashion-mnist --runs /path/to/runs --ship   # idkm_accuracy_fashion-mnist.*
 
-Reads the runs that `configs/resnet.py` describes (runs/resnet18-digits for the float model,
-runs/resnet18-digits-{idkm,dkm,jfb}-b{1,2,4} for the clustering-aware fine-tuning of it, same settings except the
-gradient method). Accuracy is on the digits test split with the snapped (hard-assigned) weights, i.e. exactly
-what the packed checkpoint computes. Seconds per epoch are measured between consecutive evaluations of one
-training process (compilation excluded, the evaluation of the 359 test images included), on a shared, busy
-CPU: compare them within one table only.
+Reads the runs that `configs/resnet.py` describes (RUNS/resnet18-DATASET for the float model,
+RUNS/resnet18-DATASET-{idkm,dkm,jfb}-b{1,2,4} for the clustering-aware fine-tuning of it, same settings except the
+gradient method; RUNS defaults to ./runs). Accuracy is on the dataset's test split with the snapped (hard-assigned)
+weights, i.e. exactly what the packed checkpoint computes. Seconds per epoch are measured between consecutive
+evaluations of one training process (compilation excluded, the evaluation of the test split included), on a
+shared, busy CPU: compare them within one table only. Only runs named after a registered variant are shipped
+(the dkm/jfb comparison runs of a dataset without their own variants are table rows only).
 
 `--ship` restores each run's export, applies the family's `export` hook (training form → b-bit packed indices +
 codebooks; runs trained before the hook existed hold the training form), re-evaluates, re-verifies, re-plots
@@ -31,18 +33,26 @@ import tempfile
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "benchmarks" / "results"
-RUNS = ROOT / "runs"
 METHODS = {"dkm": "DKM", "idkm": "IDKM", "jfb": "IDKM-JFB"}
-# the card sections these benchmarks give the resnet18-digits* cards: {title: card-ready markdown in RESULTS}
-SECTIONS = {"Accuracy: float vs DKM vs IDKM vs IDKM-JFB (benchmarks/idkm_accuracy.py)": "idkm_accuracy.md",
-            "Memory: DKM vs IDKM vs IDKM-JFB (benchmarks/idkm_memory.py)": "idkm_memory_card.md"}
+ACCURACY = "Accuracy: float vs DKM vs IDKM vs IDKM-JFB (benchmarks/idkm_accuracy.py)"
+MEMORY = "Memory: DKM vs IDKM vs IDKM-JFB (benchmarks/idkm_memory.py)"
+# per dataset: how its test split is described, and the card sections these benchmarks give its resnet18-DATASET*
+# cards ({title: card-ready markdown in RESULTS}; the memory benchmark is measured on the digits' shapes)
+DATASETS = {"digits": ("the digits test split (359 images)",
+                       {ACCURACY: "idkm_accuracy.md", MEMORY: "idkm_memory_card.md"}),
+            "fashion-mnist": ("the Fashion-MNIST test split (10,000 images, 28×28)",
+                              {ACCURACY: "idkm_accuracy_fashion-mnist.md"})}
 
 
-def benchmark_sections() -> dict[str, str]:
+def results_name(dataset: str) -> str:
+  return "idkm_accuracy" if dataset == "digits" else f"idkm_accuracy_{dataset}"
+
+
+def benchmark_sections(dataset: str = "digits") -> dict[str, str]:
   """{title: markdown} of the benchmark results that exist, as `zoo ship --section TITLE=FILE` adds them (the
   file's own title dropped, its subsections nested one level deeper)."""
   out = {}
-  for title, file in SECTIONS.items():
+  for title, file in DATASETS[dataset][1].items():
     path = RESULTS / file
     if path.is_file():
       out[title] = path.read_text().split("\n", 1)[1].replace("\n## ", "\n### ").strip()
@@ -58,39 +68,57 @@ def seconds_per_epoch(run: pathlib.Path) -> float | None:
     if b["step"] > a["step"] and b["seconds"] > a["seconds"]:
       seconds += b["seconds"] - a["seconds"]
       epochs += b["epoch"] - a["epoch"]
-  return seconds / epochs if epochs else None
+  if epochs:
+    return seconds / epochs
+  # a one-evaluation run (e.g. a 1-epoch fine-tuning): its clock from the start, compilation included
+  return evals[0]["seconds"] / (evals[0]["epoch"] + 1) if evals else None
 
 
-def collect() -> dict:
-  rows = []
-  for run in sorted(RUNS.glob("resnet18-digits*")):
-    manifest_path = run / "export" / "manifest.json"
-    if not manifest_path.is_file():
+def runs(runs_dir: pathlib.Path, dataset: str) -> list[tuple[pathlib.Path, str, int]]:
+  """(run directory, method, bits) of every finished run of `dataset` (float: ("float", 32))."""
+  out = []
+  for run in sorted(runs_dir.glob(f"resnet18-{dataset}*")):
+    rest = run.name[len(f"resnet18-{dataset}"):]
+    if not (run / "export" / "manifest.json").is_file():
       continue
-    manifest = json.loads(manifest_path.read_text())
-    parts = run.name.split("-")
-    method, bits = (parts[2], int(parts[3][1:])) if len(parts) == 4 else ("float", 32)
+    if not rest:
+      out.append((run, "float", 32))
+    elif (parts := rest[1:].split("-")) and len(parts) == 2 and parts[0] in METHODS and parts[1][1:].isdigit():
+      out.append((run, parts[0], int(parts[1][1:])))
+  return out
+
+
+def collect(runs_dir: pathlib.Path, dataset: str) -> dict:
+  rows = []
+  for run, method, bits in runs(runs_dir, dataset):
+    manifest = json.loads((run / "export" / "manifest.json").read_text())
     rows.append({"run": run.name, "method": method, "bits": bits, "accuracy": manifest["metrics"]["accuracy"],
                  "loss": manifest["metrics"]["loss"], "epochs": manifest["config"]["epochs"],
-                 "seconds_per_epoch": seconds_per_epoch(run)})
-  return {"rows": rows}
+                 "batch_size": manifest["config"]["batch_size"], "width": manifest["model_kwargs"].get("width"),
+                 "state_bytes": manifest["metrics"].get("state_bytes"), "seconds_per_epoch": seconds_per_epoch(run)})
+  return {"dataset": dataset, "rows": rows}
 
 
 def table(results: dict) -> str:
   rows = results["rows"]
+  dataset = results.get("dataset", "digits")
   by = {(r["method"], r["bits"]): r for r in rows}
   base = by.get(("float", 32))
-  bits_list = sorted({r["bits"] for r in rows if r["method"] != "float"})
-  lines = ["ResNet18 (width 16) on the digits test split (359 images). The quantized models are the float model "
-           "fine-tuned clustering-aware for 8 epochs with each method at the same settings (d = 1, τ = 1e-4, t = 5, "
-           "ε = 1e-4, Adam 1e-4 cosine, batch 64), evaluated with the snapped weights (what the packed checkpoint "
-           "computes). Top-1 accuracy:", "",
+  quantized = [r for r in rows if r["method"] != "float"]
+  bits_list = sorted({r["bits"] for r in quantized})
+  q = quantized[0] if quantized else {}
+  lines = [f"ResNet18 (width {(base or q).get('width', 16)}) on {DATASETS[dataset][0]}. The quantized models are the "
+           f"float model fine-tuned clustering-aware for {q.get('epochs', '-')} epoch(s) with each method at the same "
+           f"settings (d = 1, τ = 1e-4, t = 5, ε = 1e-4, Adam 1e-4 cosine, batch {q.get('batch_size', '-')}), "
+           "evaluated with the snapped weights (what the packed checkpoint computes). Top-1 accuracy:", "",
            "| bits | float32 | DKM | IDKM | IDKM-JFB |", "|---|---|---|---|---|"]
   for bits in bits_list:
     cells = [f"{100 * by[(m, bits)]['accuracy']:.2f}%" if (m, bits) in by else "-" for m in METHODS]
     lines.append(f"| {bits} | {100 * base['accuracy']:.2f}% | " + " | ".join(cells) + " |" if base else "")
-  lines += ["", "Training seconds per epoch (22 steps of 64 images; shared 2-core CPU, compilation excluded; float: "
-            "30 epochs from scratch):", "",
+  steps = {"digits": "22 steps of 64 images", "fashion-mnist": "469 steps of 128 images"}[dataset]
+  lines += ["", f"Training seconds per epoch ({steps}; shared 2-core CPU, compilation excluded; float: "
+            f"{base['epochs'] if base else '-'} epochs from scratch; a run with a single evaluation counts its "
+            "first epoch with its compilation):", "",
             "| bits | float32 | DKM | IDKM | IDKM-JFB |", "|---|---|---|---|---|"]
   fmt = lambda r: f"{r['seconds_per_epoch']:.1f}" if r and r.get("seconds_per_epoch") else "-"
   for bits in bits_list:
@@ -98,7 +126,7 @@ def table(results: dict) -> str:
   return "\n".join(lines)
 
 
-def reexport(run: pathlib.Path) -> pathlib.Path:
+def reexport(run: pathlib.Path, dataset: str) -> pathlib.Path:
   """runs/NAME/export (any form) → runs/NAME/shipped: the family's export form, metrics, checks, plots, card."""
   import zoo.data
   from zoo import checkpoint, hub, registry
@@ -121,32 +149,33 @@ def reexport(run: pathlib.Path) -> pathlib.Path:
     checks = list(family.verify(model))
     sections = dict(family.card_sections(model, metrics, checks, hub.shipped_records(exclude=name))
                     if family.card_sections else {})
-    sections.update(benchmark_sections())
+    sections.update(benchmark_sections(dataset))
     with tempfile.TemporaryDirectory() as tmp:
       plots = list(family.plot(model, data, pathlib.Path(tmp))) if family.plot else []
       return checkpoint.save(model, run / "shipped", name=name, model_kwargs=kwargs, config=config,
                              metrics=metrics, checks=checks, plots=plots, card_sections=sections)
 
 
-def ship(names: list[str] | None) -> None:
-  from zoo import hub
+def ship(names: list[str] | None, runs_dir: pathlib.Path, dataset: str) -> None:
+  from zoo import hub, registry
 
-  for run in sorted(RUNS.glob("resnet18-digits*")):
-    if not (run / "export" / "manifest.json").is_file() or (names and run.name not in names):
+  registered = set(registry.list_models())
+  for run, _, _ in runs(runs_dir, dataset):
+    if run.name not in registered or (names and run.name not in names):
       continue
-    target, sha = hub.ship(reexport(run.absolute()))
+    target, sha, _ = hub.ship(reexport(run.absolute(), dataset), replace=True)
     print(f'    "{run.name}": "{sha}",  # {target}', flush=True)
 
 
-def recard(names: list[str] | None) -> None:
+def recard(names: list[str] | None, dataset: str) -> None:
   """Replaces the benchmark tables in the cards of the embedded checkpoints (e.g. after the benchmarks were rerun);
   weights, plots and the storage section untouched. Pins the new manifests (checkpoints/pins.json)."""
   from zoo import checkpoint, hub, pins
 
-  for directory in sorted(hub.checkpoints_dir().glob("resnet18-digits*")):
+  for directory in sorted(hub.checkpoints_dir().glob(f"resnet18-{dataset}*")):
     if names and directory.name not in names:
       continue
-    sha = checkpoint.refresh_card(directory, benchmark_sections())
+    sha = checkpoint.refresh_card(directory, benchmark_sections(dataset))
     previous = pins.get(directory.name)
     pins.write(directory.name, sha, repo_id=previous.repo_id if previous else None,
                revision=previous.revision if previous else "main")
@@ -159,17 +188,22 @@ def main() -> None:
                       help="re-export and embed the runs (all, or the named ones)")
   parser.add_argument("--recard", nargs="*", default=None, metavar="NAME",
                       help="re-render the embedded checkpoints' cards with the current tables (weights untouched)")
+  parser.add_argument("--dataset", default="digits", choices=sorted(DATASETS))
+  parser.add_argument("--runs", default=str(ROOT / "runs"), help="the folder holding the runs (default: %(default)s)")
   args = parser.parse_args()
-  results = collect()
+  results = collect(pathlib.Path(args.runs), args.dataset)
   RESULTS.mkdir(parents=True, exist_ok=True)
-  (RESULTS / "idkm_accuracy.json").write_text(json.dumps(results, indent=2) + "\n")
-  text = "# ResNet18 on digits: float vs DKM vs IDKM vs IDKM-JFB\n\nCommand: `python benchmarks/idkm_accuracy.py`.\n\n"
-  (RESULTS / "idkm_accuracy.md").write_text(text + table(results) + "\n")
+  name = results_name(args.dataset)
+  (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
+  flag = "" if args.dataset == "digits" else f" --dataset {args.dataset}"
+  text = (f"# ResNet18 on {args.dataset}: float vs DKM vs IDKM vs IDKM-JFB\n\n"
+          f"Command: `python benchmarks/idkm_accuracy.py{flag}`.\n\n")
+  (RESULTS / f"{name}.md").write_text(text + table(results) + "\n")
   print(table(results))
   if args.ship is not None:
-    ship(args.ship)
+    ship(args.ship, pathlib.Path(args.runs), args.dataset)
   if args.recard is not None:
-    recard(args.recard)
+    recard(args.recard, args.dataset)
 
 
 if __name__ == "__main__":

@@ -1,14 +1,16 @@
-r"""W4A4 on `wavemix-lite-digits`: RTN vs rotation + RTN vs rotation + GPTQ (5 rotation seeds, mean ± std).
+r"""W4A4 on a shipped WaveMix: RTN vs GPTQ, each without and with rotation (5 rotation seeds, mean ± std).
 
-    python benchmarks/rotate_gptq4.py     # a few minutes on one CPU core
+    python benchmarks/rotate_gptq4.py                                      # wavemix-lite-digits, minutes
+    python benchmarks/rotate_gptq4.py --model wavemix-lite-fashion-mnist   # 10,000 test images (make data)
 
-GPTQ calibration: the first 256 training images (zoo.data digits train). Writes
-benchmarks/results/rotate_gptq4.md. (A first cut of issue 17's comparison; benchmarks/rotate_rtn4.py keeps the
-RTN-only tables and the kurtosis statistics.)
+GPTQ calibration: the first 256 training images of the model's dataset. Writes
+benchmarks/results/rotate_gptq4.md (digits) or rotate_gptq4_DATASET.md. benchmarks/rotate_rtn4.py keeps the
+RTN-only tables and the activation kurtosis statistics.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import pathlib
 import statistics
@@ -21,6 +23,9 @@ SEEDS, CALIB = (0, 1, 2, 3, 4), 256
 
 
 def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+  parser.add_argument("--model", default="wavemix-lite-digits", help="a shipped float WaveMix (default: %(default)s)")
+  name = parser.parse_args().model
   import numpy as np
   from flax import nnx
 
@@ -29,8 +34,11 @@ def main() -> None:
   from zoo.quant import rotate as zrot
   from zoo.tasks import classification
 
-  model = zoo.load("wavemix-lite-digits")
-  test, train = zoo.data.load("digits", "test"), zoo.data.load("digits", "train")
+  from zoo import registry
+
+  model = zoo.load(name)
+  dataset = registry.get_spec(name).dataset
+  test, train = zoo.data.load(dataset, "test"), zoo.data.load(dataset, "train")
   x, y = np.asarray(test["image"], np.float32), np.asarray(test["label"])
   calib = np.asarray(train["image"], np.float32)[:CALIB]
   acc = lambda m: float(np.mean(classification.predict(m, x).argmax(1) == y))  # noqa: E731
@@ -41,15 +49,17 @@ def main() -> None:
           "W4A4 rotation + RTN": [acc(zrot.quantize(nnx.clone(model), 4, 4, seed=s)) for s in SEEDS],
           "W4A4 rotation + GPTQ": [acc(zrot.quantize(nnx.clone(model), 4, 4, seed=s, weight_quantizer="gptq",
                                                      calibration=calib)) for s in SEEDS]}
-  lines = ["# W4A4: RTN vs rotation + RTN vs rotation + GPTQ (`wavemix-lite-digits`)", "",
-           f"`python benchmarks/rotate_gptq4.py`: {len(x)} digits test images; GPTQ calibrated on the first {CALIB} "
+  flag = "" if name == "wavemix-lite-digits" else f" --model {name}"
+  lines = [f"# W4A4: RTN vs rotation + RTN vs rotation + GPTQ (`{name}`)", "",
+           f"`python benchmarks/rotate_gptq4.py{flag}`: {len(x)} {dataset} test images; GPTQ calibrated on the first {CALIB} "
            f"training images; rotated rows: mean ± std over rotation seeds {list(SEEDS)}.", "",
            "| setting | accuracy | runs |", "|---|---|---|"]
   for k, v in rows.items():
     cell = f"{v[0]:.4f}" if len(v) == 1 else f"{statistics.mean(v):.4f} ± {statistics.stdev(v):.4f}"
     lines.append(f"| {k} | {cell} | {len(v)} |")
   text = "\n".join(lines) + "\n"
-  (ROOT / "benchmarks" / "results" / "rotate_gptq4.md").write_text(text)
+  suffix = "" if dataset == "digits" else f"_{dataset.replace('_', '-')}"
+  (ROOT / "benchmarks" / "results" / f"rotate_gptq4{suffix}.md").write_text(text)
   print(text)
 
 

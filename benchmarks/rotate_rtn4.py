@@ -1,8 +1,9 @@
 r"""4-bit round-to-nearest quantization of a shipped WaveMix with and without QuaRot-style rotations.
 
-    python benchmarks/rotate_rtn4.py                 # about two minutes on one CPU core
+    python benchmarks/rotate_rtn4.py                                      # about two minutes on one CPU core
+    python benchmarks/rotate_rtn4.py --model wavemix-lite-fashion-mnist   # 10,000 test images (make data)
 
-On `wavemix-lite-digits` (the shipped float model) and its test split (359 images), for weights (W) and
+On a shipped float WaveMix (default `wavemix-lite-digits`) and its test split (digits: 359 images), for weights (W) and
 activations (A) at 4 or 16 bits, each without rotation and with randomised Hadamard rotations (5 rotation seeds;
 mean ± std):
 - accuracy, top-1 agreement with the float model, and the output error ‖f_q(x) − f(x)‖ / ‖f(x)‖ (mean over
@@ -13,11 +14,12 @@ mean ± std):
   entry takes), and the SQNR of 4-bit per-token quantization of those inputs (dB). Reported for the residual-
   stream readers (the blocks' reductions) and for all quantized layers.
 Rotations are exact before quantization: the float rotated model's output error is reported too.
-Writes benchmarks/results/rotate_rtn4.json and rotate_rtn4.md.
+Writes benchmarks/results/rotate_rtn4.{json,md} (digits) or rotate_rtn4_DATASET.{json,md}.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import pathlib
@@ -28,7 +30,6 @@ os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "benchmarks" / "results"
-NAME = "wavemix-lite-digits"
 SEEDS = (0, 1, 2, 3, 4)
 SETTINGS = ((4, 16), (16, 4), (4, 4))  # (w_bits, a_bits)
 OUTLIER = (3, 16.0)  # residual-stream channel, factor: the controlled outlier experiment
@@ -85,6 +86,9 @@ def activation_stats(model, x, rotated: bool, seed: int) -> dict[str, dict[str, 
 
 
 def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+  parser.add_argument("--model", default="wavemix-lite-digits", help="a shipped float WaveMix (default: %(default)s)")
+  name = parser.parse_args().model
   import jax.numpy as jnp
   import numpy as np
   from flax import nnx
@@ -94,8 +98,11 @@ def main() -> None:
   from zoo.quant import rotate as zrot
   from zoo.tasks import classification
 
-  model = zoo.load(NAME)
-  data = zoo.data.load("digits", "test")
+  from zoo import registry
+
+  model = zoo.load(name)
+  dataset = registry.get_spec(name).dataset
+  data = zoo.data.load(dataset, "test")
   x, labels = np.asarray(data["image"], np.float32), np.asarray(data["label"])
   ref = classification.predict(model, x)
   n_layers = len(model.rotation_plan().quantize)
@@ -118,15 +125,16 @@ def main() -> None:
 
   sample = jnp.asarray(x[:64])
   outlier = with_outlier(model, *OUTLIER)
-  result = {"model": NAME, "test_images": len(x), "quantized_layers": n_layers, "seeds": list(SEEDS),
+  result = {"model": name, "dataset": dataset, "test_images": len(x), "quantized_layers": n_layers, "seeds": list(SEEDS),
             "outlier_setup": {"channel": OUTLIER[0], "factor": OUTLIER[1]}}
   for key, base in (("shipped", model), ("outlier", outlier)):
     result[key] = {"rows": table(base),
                    "activations": {"none": activation_stats(base, sample, False, 0),
                                    "rotated": [activation_stats(base, sample, True, s) for s in SEEDS]}}
   RESULTS.mkdir(parents=True, exist_ok=True)
-  (RESULTS / "rotate_rtn4.json").write_text(json.dumps(result, indent=2) + "\n")
-  (RESULTS / "rotate_rtn4.md").write_text(markdown(result))
+  suffix = "" if dataset == "digits" else f"_{dataset.replace('_', '-')}"
+  (RESULTS / f"rotate_rtn4{suffix}.json").write_text(json.dumps(result, indent=2) + "\n")
+  (RESULTS / f"rotate_rtn4{suffix}.md").write_text(markdown(result))
   print(markdown(result))
 
 
@@ -158,8 +166,10 @@ def _tables(r: dict) -> list[str]:
 
 def markdown(r: dict) -> str:
   o = r["outlier_setup"]
+  dataset = r.get("dataset", "digits")
+  flag = "" if r["model"] == "wavemix-lite-digits" else f" --model {r['model']}"
   lines = [f"# W4A4 round-to-nearest with and without rotation: `{r['model']}`", "",
-           f"`python benchmarks/rotate_rtn4.py`: the {r['test_images']} digits test images; {r['quantized_layers']} "
+           f"`python benchmarks/rotate_rtn4.py{flag}`: the {r['test_images']} {dataset} test images; {r['quantized_layers']} "
            f"quantized layers (every conv in the blocks; stem and classifier float). Weights: symmetric per output "
            f"channel with QuaRot's clip search; activations: symmetric per token (pixel), clip 1.0. Rotated: "
            f"randomised Hadamard rotations of the residual stream, the reduced channels and the MLP channels, "

@@ -4,11 +4,15 @@ r"""WaveMix / WaveMix-Lite, and its W4A4 rotation-quantized form (QuaRot-style, 
     python -m train --config configs/wavemix.py:digits-rotate-rtn4 --workdir runs/wavemix-lite-digits-rotate-rtn4
     python -m train --config configs/wavemix.py:fashion-mnist --workdir runs/wavemix-lite-fashion-mnist
     python -m train --config configs/wavemix.py:fashion-mnist-rotate-rtn4 --workdir runs/wavemix-lite-fashion-mnist-rotate-rtn4
+    python -m train --config configs/wavemix.py:fashion-mnist-strided --workdir runs/wavemix-lite-fashion-mnist-strided
     python -m train --config configs/wavemix.py:mnist --workdir runs/wavemix-lite-mnist        # needs MNIST
     python -m train --config configs/wavemix.py:cifar10 --workdir runs/wavemix-cifar10         # needs CIFAR-10
 
 `fashion-mnist-rotate-rtn4` trains its own float form (strided stem: the float model's patchify stem cannot be
-rotated) for the fashion-mnist epochs, then quantizes it at export. `digits-rotate-rtn4` trains nothing (epochs = 0): it starts from the shipped `wavemix-lite-digits`
+rotated) for the fashion-mnist epochs, then quantizes it at export. `fashion-mnist-strided` is that float form
+as a model of its own (what benchmarks/rotate_{rtn4,gptq4}.py start from); the shipped one is the rotate-rtn4 run's
+own weights: its workdir's checkpoints copied into the strided run's workdir, which the trainer resumes at the last
+step and exports without training. `digits-rotate-rtn4` trains nothing (epochs = 0): it starts from the shipped `wavemix-lite-digits`
 (`init_from`), builds the float form that carries the recipe (`model_overrides.quantized = False`), and the family's
 `export` hook folds the Hadamard rotations in and quantizes (4-bit weights and activations) before the trainer
 evaluates, verifies and saves. The official recipes train with Lion (lr 1e-4, wd 1e-2) or AdamW (lr 1e-3, wd 0.01),
@@ -31,6 +35,7 @@ _VARIANTS = {
     "digits-rotate-rtn4": ("wavemix-lite-digits-rotate-rtn4", "digits"),
     "fashion-mnist": ("wavemix-lite-fashion-mnist", "fashion_mnist"),
     "fashion-mnist-rotate-rtn4": ("wavemix-lite-fashion-mnist-rotate-rtn4", "fashion_mnist"),
+    "fashion-mnist-strided": ("wavemix-lite-fashion-mnist-strided", "fashion_mnist"),
     "mnist": ("wavemix-lite-mnist", "mnist"),
     "cifar10": ("wavemix-cifar10", "cifar10"),
 }

@@ -96,6 +96,18 @@ def wavemix_lite_fashion_mnist_rotate_rtn4():
   return dict(FASHION_STRIDED, quant=dict(ROTATE_RTN4), quantized=True)
 
 
+@register("wavemix-lite-fashion-mnist-strided", FAMILY, dataset="fashion_mnist", input_shape=(28, 28, 1),
+          guarantee=FLOAT_GUARANTEE, tags=("wavemix", "image-classification", "fashion-mnist"),
+          reference=FASHION_REFERENCE,
+          deviations=FASHION_DEVIATION.replace("patchify stem with 2×2 patches, so the blocks work at 14×14",
+                                               "strided stem with stride 1, so the blocks work at 28×28")
+          + " The float form `wavemix-lite-fashion-mnist-rotate-rtn4` is quantized from (the weights of that run "
+            "before its export hook rotated and quantized them): the rotation benchmarks start from it.")
+def wavemix_lite_fashion_mnist_strided():
+  """WaveMix-Lite-16/4 (strided stem, blocks at 28×28) on Fashion-MNIST: the float form of the rotated variant."""
+  return dict(FASHION_STRIDED)
+
+
 @register("wavemix-lite-mnist", FAMILY, dataset="mnist", input_shape=(28, 28, 1), guarantee=FLOAT_GUARANTEE,
           tags=("wavemix", "image-classification", "mnist"),
           reference={"accuracy": "99% (pranavphoenix/WaveMix README, WaveMix Lite-8/10 with 3,566 parameters, MNIST "
