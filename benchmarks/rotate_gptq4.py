@@ -10,7 +10,6 @@ RTN-only tables and the activation kurtosis statistics.
 
 from __future__ import annotations
 
-import argparse
 import os
 import pathlib
 import statistics
@@ -18,29 +17,21 @@ import sys
 
 os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 SEEDS, CALIB = (0, 1, 2, 3, 4), 256
 
 
 def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-  parser.add_argument("--model", default="wavemix-lite-digits", help="a shipped float WaveMix (default: %(default)s)")
-  name = parser.parse_args().model
   import numpy as np
   from flax import nnx
 
-  import zoo
   import zoo.data
+  from rotate_rtn4 import shipped_float_and_test  # pylint: disable=import-error  (benchmarks/ is on sys.path)
   from zoo.quant import rotate as zrot
   from zoo.tasks import classification
 
-  from zoo import registry
-
-  model = zoo.load(name)
-  dataset = registry.get_spec(name).dataset
-  test, train = zoo.data.load(dataset, "test"), zoo.data.load(dataset, "train")
-  x, y = np.asarray(test["image"], np.float32), np.asarray(test["label"])
-  calib = np.asarray(train["image"], np.float32)[:CALIB]
+  name, dataset, model, x, y = shipped_float_and_test(__doc__)
+  calib = np.asarray(zoo.data.load(dataset, "train")["image"], np.float32)[:CALIB]
   acc = lambda m: float(np.mean(classification.predict(m, x).argmax(1) == y))  # noqa: E731
   rows = {"float": [acc(model)],
           "W4A4 RTN, no rotation": [acc(zrot.quantize(nnx.clone(model), 4, 4, rotation=False))],

@@ -85,25 +85,31 @@ def activation_stats(model, x, rotated: bool, seed: int) -> dict[str, dict[str, 
           for k, v in out.items()}
 
 
-def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+def shipped_float_and_test(doc: str, split: str = "test"):
+  """Parses --model (a shipped float WaveMix) and returns (name, dataset, model, images, labels) of `split`."""
+  import numpy as np
+
+  import zoo
+  import zoo.data
+  from zoo import registry
+
+  parser = argparse.ArgumentParser(description=doc.split("\n", 1)[0])
   parser.add_argument("--model", default="wavemix-lite-digits", help="a shipped float WaveMix (default: %(default)s)")
   name = parser.parse_args().model
+  dataset = registry.get_spec(name).dataset
+  data = zoo.data.load(dataset, split)
+  return name, dataset, zoo.load(name), np.asarray(data["image"], np.float32), np.asarray(data["label"])
+
+
+def main() -> None:
   import jax.numpy as jnp
   import numpy as np
   from flax import nnx
 
-  import zoo
-  import zoo.data
   from zoo.quant import rotate as zrot
   from zoo.tasks import classification
 
-  from zoo import registry
-
-  model = zoo.load(name)
-  dataset = registry.get_spec(name).dataset
-  data = zoo.data.load(dataset, "test")
-  x, labels = np.asarray(data["image"], np.float32), np.asarray(data["label"])
+  name, dataset, model, x, labels = shipped_float_and_test(__doc__)
   ref = classification.predict(model, x)
   n_layers = len(model.rotation_plan().quantize)
 
