@@ -123,6 +123,12 @@ def table(results: dict) -> str:
   fmt = lambda r: f"{r['seconds_per_epoch']:.1f}" if r and r.get("seconds_per_epoch") else "-"
   for bits in bits_list:
     lines.append(f"| {bits} | {fmt(base)} | " + " | ".join(fmt(by.get((m, bits))) for m in METHODS) + " |")
+  if any(r.get("state_bytes") for r in rows):
+    lines += ["", "Checkpoint state (KiB; the quantized models' packed b-bit indices + codebooks, float BatchNorms and "
+              "biases):", "", "| bits | float32 | DKM | IDKM | IDKM-JFB |", "|---|---|---|---|---|"]
+    kib = lambda r: f"{r['state_bytes'] / 1024:.1f}" if r and r.get("state_bytes") else "-"  # noqa: E731
+    for bits in bits_list:
+      lines.append(f"| {bits} | {kib(base)} | " + " | ".join(kib(by.get((m, bits))) for m in METHODS) + " |")
   return "\n".join(lines)
 
 
