@@ -126,6 +126,8 @@ class Family:
     module: the `nnx.Module` class; called as `module(**kwargs, rngs=rngs)`.
     loss, evaluate, verify, plot, demo, export, card_sections: the hooks (see their Protocols above). Without a
       `demo`, `zoo run` evaluates on the test split and plots.
+    measure: checks measured by running the model where one run takes minutes (an RL policy's episodes):
+      `zoo verify` adds them to `verify`'s checks; the trainer's export records `verify`'s alone.
     learner: for a family that generates its own data (RL): the trainer runs `learner(model, config)`'s
       iterations instead of minibatches of a dataset through `loss` (see `Learner`).
     paper: citation of the paper the family follows.
@@ -144,6 +146,7 @@ class Family:
   demo: DemoFn | None = None
   export: ExportFn | None = None
   card_sections: CardSectionsFn | None = None
+  measure: VerifyFn | None = None
   learner: LearnerFn | None = None
   paper: str = ""
   x64: bool = False
