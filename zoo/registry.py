@@ -33,13 +33,16 @@ from zoo.nn.precision import float64_scope
 
 @dataclasses.dataclass(frozen=True)
 class Check:
-  """One verified property: `passed` iff `value <= bound` (or the family's own comparison)."""
+  """One verified property: `passed` iff `value <= bound` (or the family's own comparison). `kind` "guarantee" (what
+  the model guarantees by construction: a failure is a broken model) or "measured" (a statistic measured by running
+  the model against a stated bound, e.g. an RL policy's violation rate: a miss is reported, not a broken guarantee)."""
 
   name: str
   passed: bool
   value: float
   bound: float
   detail: str = ""
+  kind: str = "guarantee"
 
   def __str__(self) -> str:
     mark = "PASS" if self.passed else "FAIL"
