@@ -9,8 +9,9 @@ exactly where ours is 1), its own observation (goal compass included) and its de
 unroll 10, 2 updates per batch, minibatches of 16 × 10 steps). 16 environments as ours; cost bound 25 per episode
 (crax divides it by the episode length). `crax-train` itself needs wandb (not installed here), so this calls the
 trainer's function. The run is split into `--epochs` compiled epochs (crax's `num_resets_per_eval`; environments
-restart between them) so that its own `training/sps` (environment steps per second of the epoch, evaluation
-excluded) is reported once the first epoch has compiled.
+restart between them) so that the speed after the first (compiling) epoch can be read: environment steps over
+wall-clock between epochs. crax's own `training/sps` is kept too, but crax 0.1.0 times one epoch and counts the steps
+of all `num_resets_per_eval` epochs in it (`epochs` times too high); benchmarks/acs_curves.py divides it back.
 
 Writes benchmarks/results/NAME.json (per-epoch sps and episode metrics, wall-clock, the machine's load).
 """
@@ -22,10 +23,12 @@ import json
 import os
 import pathlib
 import platform
+import sys
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
+sys.path.insert(0, str(ROOT))  # zoo from this checkout
 
 
 def main() -> None:
@@ -40,7 +43,7 @@ def main() -> None:
   from zoo import cache  # pylint: disable=import-outside-toplevel
   cache.enable_compilation_cache()
   from crax import envs  # pylint: disable=import-outside-toplevel
-  from crax.training.agents.ppo_lag import train as ppo_lag  # pylint: disable=import-outside-toplevel
+  from crax.training.agents.ppo_lag import train as ppo_lag_train  # pylint: disable=import-outside-toplevel
 
   from zoo.models.acs.env import BUDGET, POINTGOAL1  # pylint: disable=import-outside-toplevel
 
@@ -55,13 +58,15 @@ def main() -> None:
     epochs.append(record)
     print(f"{step} steps, {record['seconds']:.0f} s, sps {record.get('training/sps', float('nan')):.0f}", flush=True)
 
-  ppo_lag.train(environment=env, num_timesteps=args.steps, episode_length=episode_length, num_envs=args.num_envs,
+  ppo_lag_train(environment=env, num_timesteps=args.steps, episode_length=episode_length, num_envs=args.num_envs,
                 batch_size=16, num_minibatches=16, num_evals=0, num_resets_per_eval=args.epochs, seed=args.seed,
                 safety_bound=BUDGET, progress_fn=progress)
   wall = time.time() - start
-  steady = [e["training/sps"] for e in epochs[1:] if "training/sps" in e]
+  # steps / wall-clock between consecutive epochs after the first (crax 0.1.0's own training/sps times one epoch but
+  # counts the steps of all `num_resets_per_eval` epochs: it reads `epochs` times too high)
+  steady = [(b["env_steps"] - a["env_steps"]) / (b["seconds"] - a["seconds"]) for a, b in zip(epochs, epochs[1:])]
   out = {"machine": platform.platform(), "steps": args.steps, "seed": args.seed, "num_envs": args.num_envs,
-         "wall_seconds": wall, "epochs": epochs,
+         "epochs_per_run": args.epochs, "wall_seconds": wall, "epochs": epochs,
          "steady_sps_median": sorted(steady)[len(steady) // 2] if steady else None,
          "first_epoch_seconds": epochs[0]["seconds"] if epochs else None}
   RESULTS.mkdir(parents=True, exist_ok=True)
