@@ -166,3 +166,18 @@ def test_measured_episodes_count_steps_in_hazards_with_and_without_the_safeguard
     assert float(run["violation_rate"]) == pytest.approx(run["cost"].sum() / (8 * 8))
   again = report.episode_costs(model, episodes=6, **shapes)
   np.testing.assert_array_equal(on["cost"], again["cost"])  # deterministic episodes on fixed layouts
+
+
+@pytest.mark.slow  # 2 × 128 episodes of 1000 steps (about 2 minutes on 2 cores after the rollout's compilation)
+def test_zoo_verify_measures_the_shipped_acs_policy_with_and_without_the_safeguard():
+  import zoo  # pylint: disable=import-outside-toplevel
+
+  checks = zoo.verify(zoo.load("acs-pointgoal1"), "acs-pointgoal1")
+  guaranteed = [c for c in checks if c.kind == "guarantee"]
+  rate, share, lowers = [c for c in checks if c.kind == "measured"]
+  assert guaranteed and all(c.passed for c in guaranteed), [str(c) for c in guaranteed]
+  assert rate.name.startswith("violation rate with the safeguard on") and "128 episodes" in rate.detail
+  # recorded at shipping (benchmarks/results/acs_verify_acs-pointgoal1.md): 0.0043 on, 0.0380 off, 120 of 128 < d
+  assert rate.passed and rate.value < 0.01
+  assert share.passed and share.value >= 0.9
+  assert lowers.passed and lowers.value < -0.02
