@@ -26,6 +26,8 @@ import platform
 import sys
 import time
 
+import numpy as np
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(ROOT))  # zoo from this checkout
@@ -67,7 +69,7 @@ def main() -> None:
   steady = [(b["env_steps"] - a["env_steps"]) / (b["seconds"] - a["seconds"]) for a, b in zip(epochs, epochs[1:])]
   out = {"machine": platform.platform(), "steps": args.steps, "seed": args.seed, "num_envs": args.num_envs,
          "epochs_per_run": args.epochs, "wall_seconds": wall, "epochs": epochs,
-         "steady_sps_median": sorted(steady)[len(steady) // 2] if steady else None,
+         "steady_sps_median": float(np.median(steady)) if steady else None,
          "first_epoch_seconds": epochs[0]["seconds"] if epochs else None}
   RESULTS.mkdir(parents=True, exist_ok=True)
   (RESULTS / f"{args.name}.json").write_text(json.dumps(out, indent=2) + "\n")
