@@ -4,13 +4,22 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow cards bench data clean
+.PHONY: demo test test-slow rl cards bench data clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
+
+# The optional extra rl (crax-bench, mujoco, mujoco-mjx: the acs family's environment) into the same .venv; without it
+# the RL tests skip and say so. CI (.ci/run) installs it.
+RL_STAMP := $(VENV)/.installed-rl
+$(RL_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[test,rl]'
+	touch $(RL_STAMP)
+
+rl: $(RL_STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/zoo run elcd-lasa8d

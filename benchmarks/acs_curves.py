@@ -10,6 +10,14 @@ environment steps (the median iteration without the first, which holds the compi
 wall-clock, evaluations and each process's compilation included, over its steps), and the 1-minute load average
 during the run (min/median/max).
 Writes benchmarks/results/NAME.json, NAME.md and NAME.png (return and cost per episode against environment steps).
+
+With several seeds of a model (runs whose config names the same model), the Markdown starts with the side-by-side
+table over seeds (mean ± std over seeds of each run's figure; `--by-seed` also plots the mean over seeds with the
+seeds' range shaded), the authors' reference numbers (a different environment, labelled) and, with `--crax
+FILE.json` (benchmarks/acs_crax_ppo_lag.py), crax-bench's own PPO-Lagrangian's training speed on the same layout.
+
+    python benchmarks/acs_curves.py --by-seed --name acs_seeds --note NOTE.md --crax benchmarks/results/acs_crax_ppo_lag.json \
+        --runs acs-s0=runs/acs-s0,acs-s1=runs/acs-s1,...,ppo-s2=runs/ppo-s2
 """
 
 from __future__ import annotations
@@ -116,11 +124,145 @@ def table(runs: dict[str, dict]) -> str:
   return "\n".join(lines)
 
 
+METHODS = {"acs-pointgoal1": "ACS", "ppo-lag-pointgoal1": "PPO-Lagrangian", "ppo-pointgoal1": "PPO"}
+
+# The authors' research-code logs (github BillChan226/SafeRLZoo, "paper data/safetyrun/*/progress.txt"; notes in
+# ../shared/papers/acs.md): SafetyAntRun-v0 (Bullet-Safety-Gym), 1 seed, 1e6 steps, TD3-based, last-10-evaluation
+# means. A different environment and algorithm base: a reference, not a comparison.
+REFERENCE = [("ACS", 1013, 3.96, 26.2e3), ("USL", 1003, 1.48, 24.4e3), ("QPSL", 924, 83.2, 14.6e3),
+             ("Recovery RL", 1132, 443, 15.5e3), ("TD3", 1483, 484, 10.5e3)]
+
+
+def _mean_std(values: list[float | None]) -> tuple[float, float] | None:
+  v = [x for x in values if x is not None]
+  return (float(np.mean(v)), float(np.std(v))) if v else None
+
+
+def by_model(runs: dict[str, dict]) -> dict[str, dict]:
+  """Runs grouped by model: per figure the mean and std over the seeds (population std, ddof 0)."""
+  groups: dict[str, list[dict]] = {}
+  for r in runs.values():
+    groups.setdefault(r["model"], []).append(r)
+  out = {}
+  for model, rs in groups.items():
+    ev = [r.get("last_eval", {}) for r in rs]
+    out[model] = {
+        "seeds": sorted(r["seed"] for r in rs), "env_steps": sorted({r["env_steps"] for r in rs}),
+        **{k: _mean_std([r[k] for r in rs]) for k in (
+            "violation_rate", "cumulative_cost", "final_return", "final_cost", "seconds_per_1e5_steps_steady",
+            "seconds_per_1e5_steps_total")},
+        "eval_return": _mean_std([e.get("return") for e in ev]),
+        "eval_cost": _mean_std([e.get("cost") for e in ev]),
+        "eval_violation_rate": _mean_std([e.get("violation_rate") for e in ev]),
+        "steps_per_second_steady": _mean_std([1e5 / r["seconds_per_1e5_steps_steady"] for r in rs
+                                              if r["seconds_per_1e5_steps_steady"]]),
+    }
+  return out
+
+
+def seeds_table(groups: dict[str, dict]) -> str:
+  pm = lambda ms, f="{:.3g}": "–" if ms is None else f"{f.format(ms[0])} ± {f.format(ms[1])}"  # noqa: E731
+  lines = ["| method | model | seeds | env steps per seed | violation rate (training) | cumulative training cost "
+           "(steps in a hazard) | return / episode (last iteration) | cost / episode (last iteration) | eval return "
+           "/ episode | eval cost / episode | s per 1e5 steps (training; whole run) | env steps / s (training) |",
+           "|" + "---|" * 12]
+  for model, g in groups.items():
+    lines.append(
+        f"| {METHODS.get(model, model)} | `{model}` | {', '.join(map(str, g['seeds']))} | "
+        f"{', '.join(f'{s:.3g}' for s in g['env_steps'])} | {pm(g['violation_rate'], '{:.4f}')} | "
+        f"{pm(g['cumulative_cost'], '{:.0f}')} | {pm(g['final_return'])} | {pm(g['final_cost'])} | "
+        f"{pm(g['eval_return'])} | {pm(g['eval_cost'])} | {pm(g['seconds_per_1e5_steps_steady'], '{:.0f}')}; "
+        f"{pm(g['seconds_per_1e5_steps_total'], '{:.0f}')} | {pm(g['steps_per_second_steady'], '{:.0f}')} |")
+  return "\n".join(lines)
+
+
+def reference_table() -> str:
+  lines = ["A different environment (SafetyAntRun-v0, Bullet-Safety-Gym: Ant, 500-step episodes, cost for leaving the "
+           "track or speeding), a TD3-based ACS, 1 seed, 1e6 steps, last-10-evaluation means, from the authors' "
+           "research-code logs (github BillChan226/SafeRLZoo, `paper data/safetyrun/*/progress.txt`): a reference "
+           "for scale, not comparable with the PointGoal1 numbers above.", "",
+           "| method (SafetyAntRun-v0, NOT PointGoal1) | return / episode | cost / episode | wall-clock for 1e6 "
+           "steps (s, their machine) |", "|---|---|---|---|"]
+  lines += [f"| {m} | {r:g} | {c:g} | {w:.3g} |" for m, r, c, w in REFERENCE]
+  return "\n".join(lines)
+
+
+def crax_steps_per_second(crax: dict) -> dict:
+  """crax's PPO-Lag speed from its progress records: `wall` = environment steps / wall-clock between consecutive
+  epochs after the first (which compiles; the restart of the environments between epochs included), `timer` = crax's
+  own `training/sps` divided by its `num_resets_per_eval` (crax 0.1.0 times one epoch but multiplies its steps by
+  the number of epochs per evaluation, so its raw figure is `epochs` times too high)."""
+  ep = crax["epochs"]
+  wall = [(b["env_steps"] - a["env_steps"]) / (b["seconds"] - a["seconds"]) for a, b in zip(ep, ep[1:])]
+  per_run = crax.get("epochs_per_run", len(ep))  # one progress record per epoch
+  timer = [e["training/sps"] / per_run for e in ep[1:] if "training/sps" in e]
+  return {"wall": wall, "timer": timer}
+
+
+def crax_table(crax: dict, groups: dict[str, dict]) -> str:
+  ours = groups.get("ppo-lag-pointgoal1", {}).get("steps_per_second_steady")
+  sps = crax_steps_per_second(crax)
+  loads = [e["load_1min"] for e in crax["epochs"]]
+  lines = ["| PPO-Lagrangian | env steps / s of training (steady) | whole run (s), compilation included | load (1 min) |",
+           "|---|---|---|---|"]
+  lines.append(f"| crax-bench 0.1.0 `ppo_lag.train` (seed {crax['seed']}, {crax['steps']:.3g} steps, "
+               f"{crax['num_envs']} envs, {len(crax['epochs'])} epochs) | {np.median(sps['wall']):.0f} (median over "
+               f"epochs 2-{len(crax['epochs'])}, wall-clock; its own timer, corrected: {np.median(sps['timer']):.0f}) | "
+               f"{crax['wall_seconds']:.0f} | {min(loads):.1f}-{max(loads):.1f} |")
+  if ours:
+    rs = groups["ppo-lag-pointgoal1"]
+    lines.append(f"| ours (`ppo-lag-pointgoal1`, seeds {', '.join(map(str, rs['seeds']))}, 3.2e5 steps) | "
+                 f"{ours[0]:.0f} ± {ours[1]:.0f} (median iteration of each run, collection + update) | "
+                 f"{rs['seconds_per_1e5_steps_total'][0] * 3.2:.0f} ± {rs['seconds_per_1e5_steps_total'][1] * 3.2:.0f}"
+                 f" | see every run below |")
+  return "\n".join(lines)
+
+
+def plot_seeds(runs: dict[str, dict], path: pathlib.Path, budget: float) -> None:
+  """Mean over seeds per model (line) with the seeds' min-max range shaded: return, cost per episode, cumulative
+  cost, each against environment steps."""
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+
+  groups: dict[str, list[dict]] = {}
+  for r in runs.values():
+    groups.setdefault(r["model"], []).append(r)
+  fig, axes = plt.subplots(1, 3, figsize=(15, 3.9))
+  for i, (model, rs) in enumerate(groups.items()):
+    n = min(len(r["curve"]) for r in rs)
+    x = np.asarray([p["env_steps"] for p in rs[0]["curve"][:n]])
+    series = [np.asarray([[p["return"] for p in r["curve"][:n]] for r in rs]),
+              np.asarray([[p["cost"] for p in r["curve"][:n]] for r in rs]),
+              np.asarray([np.cumsum([p["violation_rate"] for p in r["curve"][:n]]) * r["steps_per_iteration"]
+                          for r in rs])]
+    label = f"{METHODS.get(model, model)} ({len(rs)} seeds)"
+    for ax, y in zip(axes, series):
+      ax.plot(x, y.mean(0), color=f"C{i}", lw=1.8, label=label)
+      ax.fill_between(x, y.min(0), y.max(0), color=f"C{i}", alpha=0.15)
+  axes[1].axhline(budget, color="k", ls="--", lw=1, label=f"budget d = {budget:g}")
+  axes[0].set(xlabel="environment steps", ylabel="return per episode (training)",
+              title="mean over seeds; shaded: min-max")
+  axes[1].set(xlabel="environment steps", ylabel="cost per episode (steps in a hazard)",
+              title="mean over seeds; shaded: min-max")
+  axes[2].set(xlabel="environment steps", ylabel="cumulative training cost (steps in a hazard)",
+              title="mean over seeds; shaded: min-max")
+  for ax in axes:
+    ax.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--runs", required=True, help="LABEL=WORKDIR,LABEL=WORKDIR,...")
   parser.add_argument("--name", default="acs_curves")
   parser.add_argument("--note", default="", help="a Markdown file whose text goes above the table (commands, context)")
+  parser.add_argument("--by-seed", action="store_true", help="the table over seeds first; plot means over seeds")
+  parser.add_argument("--card-intro", default="", help="with --by-seed: the text above the card's table "
+                      "(NAME_card.md, for zoo ship --section)")
+  parser.add_argument("--crax", default="", help="benchmarks/acs_crax_ppo_lag.py's JSON: crax's PPO-Lag speed")
   args = parser.parse_args()
   runs = {}
   for item in args.runs.split(","):
@@ -129,12 +271,30 @@ def main() -> None:
   budget = json.loads((pathlib.Path(args.runs.split(",")[0].partition("=")[2]) / "config.json").read_text())["env"][
       "budget"]
   RESULTS.mkdir(parents=True, exist_ok=True)
-  (RESULTS / f"{args.name}.json").write_text(json.dumps({"machine": platform.platform(), "runs": runs}, indent=2)
-                                             + "\n")
-  plot(runs, RESULTS / f"{args.name}.png", budget)
+  groups = by_model(runs)
+  (RESULTS / f"{args.name}.json").write_text(json.dumps({"machine": platform.platform(), "by_model": groups,
+                                                         "runs": runs}, indent=2) + "\n")
   note = pathlib.Path(args.note).read_text().rstrip() + "\n\n" if args.note else ""
-  (RESULTS / f"{args.name}.md").write_text(note + table(runs) + f"\n\n![learning curves]({args.name}.png)\n")
-  print(table(runs))
+  if args.by_seed:
+    plot_seeds(runs, RESULTS / f"{args.name}.png", budget)
+    text = (note + "## Over seeds (mean ± std)\n\n" + seeds_table(groups) + "\n\n"
+            + f"![learning curves: mean over seeds]({args.name}.png)\n\n")
+    if args.crax:
+      text += ("## Training speed against crax-bench's own PPO-Lagrangian\n\n"
+               + crax_table(json.loads(pathlib.Path(args.crax).read_text()), groups) + "\n\n")
+    text += "## Reference: the authors' logs on a different task\n\n" + reference_table() + "\n\n"
+    card = (f"# ACS, PPO-Lagrangian and PPO over seeds\n\n{args.card_intro}\n\n".replace("\n\n\n\n", "\n\n")
+            + text[len(note):].replace(f"![learning curves: mean over seeds]({args.name}.png)",
+                                       f"Learning curves (mean over seeds, seeds' range shaded): "
+                                       f"`benchmarks/results/{args.name}.png` in the nnx-zoo repository; every run "
+                                       f"and the commands: `benchmarks/results/{args.name}.md`."))
+    (RESULTS / f"{args.name}_card.md").write_text(card)
+    text += "## Every run\n\n" + table(runs) + "\n"
+  else:
+    plot(runs, RESULTS / f"{args.name}.png", budget)
+    text = note + table(runs) + f"\n\n![learning curves]({args.name}.png)\n"
+  (RESULTS / f"{args.name}.md").write_text(text)
+  print(text)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,15 @@ if os.environ.get("ZOO_TEST_XLA_DEFAULT") != "1" and "xla_backend_optimization_l
   os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
 
 
+def require_rl(what: str) -> None:
+  """At a test module's top: skips the module, with the install command, where the optional extra rl (crax-bench,
+  MuJoCo-MJX) is absent; where ZOO_REQUIRE_RL is set (CI installs the extra) its absence fails the run instead."""
+  if os.environ.get("ZOO_REQUIRE_RL"):
+    import crax  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
+  else:
+    pytest.importorskip("crax", reason=f"{what} needs the optional extra rl: pip install -e '.[rl]' (or make rl)")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_env(tmp_path_factory):
   """Keeps tests away from the user's caches and the repo's pins: HF cache under tmp, a copy of

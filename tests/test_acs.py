@@ -340,7 +340,7 @@ def test_registered_variants_return_the_safe_action_and_pass_verify():
   np.testing.assert_allclose(np.asarray(safe), np.clip(np.asarray(fixed.action), -1, 1), atol=1e-6)
   assert np.any(np.asarray(fixed.iterations) > 0), "at ε = 0.3 a fresh critic leaves some proposals unsafe"
   for name in ("acs-pointgoal1", "ppo-lag-pointgoal1", "ppo-pointgoal1"):
-    checks = zoo.verify(zoo.create(name))
+    checks = zoo.verify(zoo.create(name), measure=False)  # the episodes `zoo verify` adds: tests/test_acs_train.py
     assert checks and all(c.passed for c in checks), [str(c) for c in checks]
 
 

@@ -9,7 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-pytest.importorskip("crax", reason="the ACS environment needs the optional extra rl: pip install -e '.[rl]'")
+from tests.conftest import require_rl
+
+require_rl("the ACS environment")
 
 from zoo.models.acs import env as acs_env  # pylint: disable=wrong-import-position
 

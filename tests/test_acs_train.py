@@ -12,7 +12,9 @@ import sys
 import numpy as np
 import pytest
 
-pytest.importorskip("crax", reason="ACS training needs the optional extra rl: pip install -e '.[rl]'")
+from tests.conftest import require_rl
+
+require_rl("ACS training")
 
 import jax  # pylint: disable=wrong-import-position
 import jax.numpy as jnp  # pylint: disable=wrong-import-position
@@ -149,3 +151,33 @@ def test_demo_draws_trajectories_with_and_without_the_safeguard(tmp_path):
   free = report.trajectories(agent, num_envs=2, episode_length=8, guard=False)
   assert not free["iterations"].any()
   np.testing.assert_array_equal(run["hazards"], free["hazards"])  # the same layouts
+
+
+def test_measured_episodes_count_steps_in_hazards_with_and_without_the_safeguard(smoke_runs):
+  from zoo.models.acs import report  # pylint: disable=import-outside-toplevel
+
+  model, _, _ = _export_leaves(smoke_runs["pointgoal1"][0])
+  shapes = dict(num_envs=2, episode_length=8, steps=16, budget=3.0)  # the smoke run's rollout program
+  on = report.episode_costs(model, episodes=6, **shapes)
+  off = report.episode_costs(model, episodes=6, guard=False, **shapes)
+  for run in (on, off):
+    assert run["cost"].shape == (8,) and run["reward"].shape == (8,)  # 2 rounds of 2 environments × 2 episodes
+    assert np.all((run["cost"] >= 0) & (run["cost"] <= 8)) and np.all(run["cost"] == np.round(run["cost"]))
+    assert float(run["violation_rate"]) == pytest.approx(run["cost"].sum() / (8 * 8))
+  again = report.episode_costs(model, episodes=6, **shapes)
+  np.testing.assert_array_equal(on["cost"], again["cost"])  # deterministic episodes on fixed layouts
+
+
+@pytest.mark.slow  # 2 × 128 episodes of 1000 steps (about 2 minutes on 2 cores after the rollout's compilation)
+def test_zoo_verify_measures_the_shipped_acs_policy_with_and_without_the_safeguard():
+  import zoo  # pylint: disable=import-outside-toplevel
+
+  checks = zoo.verify(zoo.load("acs-pointgoal1"), "acs-pointgoal1")
+  guaranteed = [c for c in checks if c.kind == "guarantee"]
+  rate, share, lowers = [c for c in checks if c.kind == "measured"]
+  assert guaranteed and all(c.passed for c in guaranteed), [str(c) for c in guaranteed]
+  assert rate.name.startswith("violation rate with the safeguard on") and "128 episodes" in rate.detail
+  # recorded at shipping (benchmarks/results/acs_verify_acs-pointgoal1.md): 0.0043 on, 0.0380 off, 120 of 128 < d
+  assert rate.passed and rate.value < 0.01
+  assert share.passed and share.value >= 0.9
+  assert lowers.passed and lowers.value < -0.02

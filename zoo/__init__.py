@@ -54,8 +54,10 @@ def info(name: str) -> dict[str, Any]:
   return out
 
 
-def verify(model: Any, name: str | None = None) -> list[Check]:
-  """Checks the model's structural guarantee on its weights (the family's `verify`)."""
+def verify(model: Any, name: str | None = None, measure: bool = True) -> list[Check]:
+  """Checks the model's structural guarantee on its weights (the family's `verify`) and, with `measure`, what the
+  family measures by running the model (its `measure` hook, e.g. an RL policy's violation rate over episodes;
+  minutes, and the family's optional extra)."""
   from zoo import cache  # pylint: disable=import-outside-toplevel
 
   cache.enable_compilation_cache()
@@ -66,7 +68,10 @@ def verify(model: Any, name: str | None = None) -> list[Check]:
     name = origin.name
   spec = get_spec(name)
   with spec.family.precision():
-    return list(spec.family.verify(model))
+    checks = list(spec.family.verify(model))
+    if measure and spec.family.measure is not None:
+      checks += list(spec.family.measure(model))
+    return checks
 
 
 def quantize(model: Any, method: str = "idkm", bits: int = 4, dim: int = 1, tau: float = 1e-4, iters: int = 5,

@@ -325,12 +325,15 @@ def write_card(directory: pathlib.Path, manifest: Mapping[str, Any], spec: regis
 
 # Benchmark tables that MODEL_CARDS.md carries below the index (paths relative to the repository root; each is
 # written by the benchmark script its first lines name).
-INDEX_TABLES = ("benchmarks/results/elcd_generalisation.md",)
+INDEX_TABLES = ("benchmarks/results/elcd_generalisation.md", "benchmarks/results/acs_seeds_card.md")
 # Benchmark plots that MODEL_CARDS.md links, {path relative to the repository root: what it shows}. A plot that
 # compares several models lives with its benchmark, never copied into each model's card.
 INDEX_PLOTS = {"benchmarks/results/idkm_memory.png": "DKM vs IDKM vs IDKM-JFB: peak memory and backward time "
                                                       "against the soft k-means iterations t (benchmarks/idkm_memory.py; "
-                                                      "the `resnet18-digits*` cards' Memory section)"}
+                                                      "the `resnet18-digits*` cards' Memory section)",
+               "benchmarks/results/acs_seeds.png": "ACS vs PPO-Lagrangian vs PPO on PointGoal1: return, cost per "
+                                                   "episode and cumulative training cost against environment steps, "
+                                                   "mean over 3 seeds with their range (benchmarks/acs_curves.py)"}
 
 
 def index_markdown(checkpoints: pathlib.Path | None, tables: Iterable[str | os.PathLike] = (),

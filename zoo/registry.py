@@ -33,13 +33,16 @@ from zoo.nn.precision import float64_scope
 
 @dataclasses.dataclass(frozen=True)
 class Check:
-  """One verified property: `passed` iff `value <= bound` (or the family's own comparison)."""
+  """One verified property: `passed` iff `value <= bound` (or the family's own comparison). `kind` "guarantee" (what
+  the model guarantees by construction: a failure is a broken model) or "measured" (a statistic measured by running
+  the model against a stated bound, e.g. an RL policy's violation rate: a miss is reported, not a broken guarantee)."""
 
   name: str
   passed: bool
   value: float
   bound: float
   detail: str = ""
+  kind: str = "guarantee"
 
   def __str__(self) -> str:
     mark = "PASS" if self.passed else "FAIL"
@@ -126,6 +129,8 @@ class Family:
     module: the `nnx.Module` class; called as `module(**kwargs, rngs=rngs)`.
     loss, evaluate, verify, plot, demo, export, card_sections: the hooks (see their Protocols above). Without a
       `demo`, `zoo run` evaluates on the test split and plots.
+    measure: checks measured by running the model where one run takes minutes (an RL policy's episodes):
+      `zoo verify` adds them to `verify`'s checks; the trainer's export records `verify`'s alone.
     learner: for a family that generates its own data (RL): the trainer runs `learner(model, config)`'s
       iterations instead of minibatches of a dataset through `loss` (see `Learner`).
     paper: citation of the paper the family follows.
@@ -144,6 +149,7 @@ class Family:
   demo: DemoFn | None = None
   export: ExportFn | None = None
   card_sections: CardSectionsFn | None = None
+  measure: VerifyFn | None = None
   learner: LearnerFn | None = None
   paper: str = ""
   x64: bool = False

@@ -4,7 +4,9 @@ episodes in PointGoal1 (needs the `rl` extra), and the verification of what `mod
 `verify` checks the safeguard as users call it, on observations drawn like PointGoal1's (sensors, lidar in [0, 1]),
 without MuJoCo: the action lies in the box, a proposal that satisfies the relaxed chance constraint passes unchanged,
 and every corrected action either satisfies it or used every correction step. How often the agent enters hazards
-is measured by `evaluate` in the environment, not certified.
+is measured in the environment, not certified: by `evaluate` during training and by `measure` (what `zoo verify`
+adds, `MEASURE_EPISODES` deterministic episodes on layouts apart from training's and evaluation's; needs the `rl`
+extra).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from zoo.models.acs.model import ACSAgent
 from zoo.registry import Batch, Check
 
 VERIFY_SAMPLES = 512
+MEASURE_EPISODES = 128  # 8 rounds of 16 PointGoal1 episodes of 1000 steps
+MEASURE_SEED = 2_000_029  # their layouts: keys from (MEASURE_SEED, round), apart from training's and evaluation's
 
 
 def loss(model: ACSAgent, batch: Batch) -> tuple[jax.Array, dict[str, jax.Array]]:
@@ -81,6 +85,69 @@ def verify(model: ACSAgent) -> list[Check]:
   if model.method == "ppo-lag":
     lam = float(model.multiplier.value)
     checks.append(Check("Lagrange multiplier λ ≥ 0", lam >= 0.0, -lam, 0.0, f"λ = {lam:.4g}"))
+  return checks
+
+
+def episode_costs(model: ACSAgent, *, episodes: int = MEASURE_EPISODES, guard: bool = True, seed: int = MEASURE_SEED,
+                  num_envs: int = 16, episode_length: int = 1000, steps: int | None = None,
+                  budget: float | None = None) -> dict[str, np.ndarray]:
+  """Deterministic PointGoal1 episodes (policy mean; the safeguard on unless `guard` is False) in rounds of
+  `num_envs` environments × `steps` (default `episode_length`) steps until at least `episodes` have finished, layouts
+  from (`seed`, round): `cost (n,)` and `reward (n,)` per finished episode (cost = steps inside a hazard),
+  `violation_rate` (share of all steps with c = 1). The defaults are the training's rollout program (the same
+  shapes), so a trained model's compilation is usually in the cache."""
+  from zoo.models.acs import env as acs_env  # pylint: disable=import-outside-toplevel
+  from zoo.models.acs import learner  # pylint: disable=import-outside-toplevel
+
+  steps = steps or episode_length
+  _, run = learner.runner(episode_length, num_envs, steps, acs_env.BUDGET if budget is None else budget)
+  per_round = num_envs * (steps // episode_length)
+  costs, rewards, steps_in_hazard, steps_taken = [], [], 0.0, 0
+  for r in range(-(-episodes // per_round)):
+    out = run(learner.actor(model), jax.random.fold_in(jax.random.key(seed), r), jnp.asarray(bool(guard)),
+              jnp.asarray(True))
+    done = np.asarray(out.done)
+    costs.append(np.asarray(out.episode_cost)[done])
+    rewards.append(np.asarray(out.episode_reward)[done])
+    steps_in_hazard += float(np.asarray(out.cost).sum())
+    steps_taken += int(np.asarray(out.cost).size)
+  cost, reward = np.concatenate(costs), np.concatenate(rewards)
+  return {"cost": cost, "reward": reward, "violation_rate": np.asarray(steps_in_hazard / steps_taken)}
+
+
+def measure(model: ACSAgent) -> list[Check]:
+  """What `zoo verify` measures in PointGoal1 (`MEASURE_EPISODES` deterministic episodes, needs the `rl` extra):
+  `Check`s of kind "measured" (statistics against stated bounds; the safeguard does not certify them).
+
+  ACS: the violation rate with the safeguard on is at most d / 1000 = 0.025 (mean episode cost within the budget),
+  the share of episodes with cost < d is at least 1 − ε (the chance constraint the safeguard enforces, ε the
+  model's current threshold), and the violation rate is lower with the safeguard on than off (raw policy mean).
+  PPO-Lagrangian: the violation rate is at most d / 1000. Unconstrained PPO: none (it makes no safety claim)."""
+  from zoo.models.acs import env as acs_env  # pylint: disable=import-outside-toplevel
+
+  if not model.guarded and model.method != "ppo-lag":
+    return []
+  budget, length = acs_env.BUDGET, 1000
+  on = episode_costs(model, guard=True)
+  rate, n = float(on["violation_rate"]), len(on["cost"])
+  summary = (f"{n} episodes: cost per episode {on['cost'].mean():.3g} ± {on['cost'].std():.3g}, return "
+             f"{on['reward'].mean():.3g} ± {on['reward'].std():.3g}")
+  label = "with the safeguard on" if model.guarded else "(policy mean)"
+  checks = [Check(f"violation rate {label} ≤ d / episode length = {budget:g}/{length}", rate <= budget / length,
+                  rate, budget / length, summary, kind="measured")]
+  if model.guarded:
+    eps = float(model.epsilon.value)
+    share = float(np.mean(on["cost"] < budget))
+    checks.append(Check(f"share of episodes with cost < d = {budget:g} ≥ 1 − ε (chance constraint, ε = {eps:.3g})",
+                        share >= 1 - eps, share, 1 - eps, f"{int(np.sum(on['cost'] < budget))} of {n} episodes",
+                        kind="measured"))
+    off = episode_costs(model, guard=False)
+    rate_off = float(off["violation_rate"])
+    checks.append(Check("the safeguard lowers the violation rate (on − off < 0)", rate - rate_off < 0,
+                        rate - rate_off, 0.0,
+                        f"on {rate:.4f}, off {rate_off:.4f}; off: cost per episode {off['cost'].mean():.3g} ± "
+                        f"{off['cost'].std():.3g}, return {off['reward'].mean():.3g} ± {off['reward'].std():.3g}",
+                        kind="measured"))
   return checks
 
 

@@ -7,13 +7,14 @@ from __future__ import annotations
 from zoo.models.acs import learner
 from zoo.models.acs.env import BUDGET
 from zoo.models.acs.model import ACSAgent
-from zoo.models.acs.report import demo, evaluate, loss, verify
+from zoo.models.acs.report import demo, evaluate, loss, measure, verify
 from zoo.registry import Family, register
 
 OBS_DIM, ACT_DIM = 44, 2  # env.PointGoal1: 12 sensors + goal and hazard lidar (16 bins each); force, turn
 
 FAMILY = Family(
-    name="acs", module=ACSAgent, loss=loss, evaluate=evaluate, verify=verify, demo=demo, learner=learner.Learner,
+    name="acs", module=ACSAgent, loss=loss, evaluate=evaluate, verify=verify, measure=measure, demo=demo,
+    learner=learner.Learner,
     paper="Chen et al. Safe Reinforcement Learning via Hierarchical Adaptive Chance-Constraint "
           "Safeguards. IROS 2024, pp. 12378-12385. arXiv:2310.03379")
 
