@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow rl cards bench data clean
+.PHONY: demo test test-rl test-slow rl cards bench data clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ demo: $(STAMP)
 # jit caches are shared by its tests.
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 --dist loadfile
+
+# The RL tests (marked rl: the acs family on MuJoCo-MJX) with the extra installed; a missing extra fails them here.
+test-rl: $(RL_STAMP)
+	ZOO_REQUIRE_RL=1 $(PY) -m pytest -q -n 2 --dist loadfile -m 'rl and not slow'
 
 test-slow: $(STAMP)
 	ZOO_TEST_XLA_DEFAULT=1 $(PY) -m pytest -q -n 2 --dist loadfile -m slow

@@ -12,6 +12,7 @@ import pytest
 from tests.conftest import require_rl
 
 require_rl("the ACS environment")
+pytestmark = pytest.mark.rl
 
 from zoo.models.acs import env as acs_env  # pylint: disable=wrong-import-position
 

@@ -15,6 +15,7 @@ import pytest
 from tests.conftest import require_rl
 
 require_rl("ACS training")
+pytestmark = pytest.mark.rl
 
 import jax  # pylint: disable=wrong-import-position
 import jax.numpy as jnp  # pylint: disable=wrong-import-position
