@@ -31,7 +31,7 @@ def main() -> None:
   from zoo.tasks import classification
 
   name, dataset, model, x, y = shipped_float_and_test(__doc__)
-  calib = np.asarray(zoo.data.load(dataset, "train")["image"], np.float32)[:CALIB]
+  calib = classification.unit_float(np.asarray(zoo.data.load(dataset, "train")["image"][:CALIB]), np)
   acc = lambda m: float(np.mean(classification.predict(m, x).argmax(1) == y))  # noqa: E731
   rows = {"float": [acc(model)],
           "W4A4 RTN, no rotation": [acc(zrot.quantize(nnx.clone(model), 4, 4, rotation=False))],

@@ -86,19 +86,22 @@ def activation_stats(model, x, rotated: bool, seed: int) -> dict[str, dict[str, 
 
 
 def shipped_float_and_test(doc: str, split: str = "test"):
-  """Parses --model (a shipped float WaveMix) and returns (name, dataset, model, images, labels) of `split`."""
+  """Parses --model (a shipped float WaveMix) and returns (name, dataset, model, images as float32 in [0, 1],
+  labels) of `split`."""
   import numpy as np
 
   import zoo
   import zoo.data
   from zoo import registry
+  from zoo.tasks import classification
 
   parser = argparse.ArgumentParser(description=doc.split("\n", 1)[0])
   parser.add_argument("--model", default="wavemix-lite-digits", help="a shipped float WaveMix (default: %(default)s)")
   name = parser.parse_args().model
   dataset = registry.get_spec(name).dataset
   data = zoo.data.load(dataset, split)
-  return name, dataset, zoo.load(name), np.asarray(data["image"], np.float32), np.asarray(data["label"])
+  images = classification.unit_float(np.asarray(data["image"]), np)  # uint8 (Fashion-MNIST) / 255; digits are float
+  return name, dataset, zoo.load(name), images, np.asarray(data["label"])
 
 
 def main() -> None:
