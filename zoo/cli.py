@@ -188,8 +188,8 @@ def _cmd_verify(args) -> int:
   print(f"{name}: {zoo.get_spec(name).guarantee}")
   with progress(f"checking the guarantee of {name} on its weights (the first call compiles)"):
     checks = zoo.verify(model, name)
-  guaranteed = [c for c in checks if getattr(c, "kind", "guarantee") != "measured"]
-  measured = [c for c in checks if getattr(c, "kind", "guarantee") == "measured"]
+  guaranteed = [c for c in checks if c.kind != "measured"]
+  measured = [c for c in checks if c.kind == "measured"]
   for c in guaranteed:
     print(_check_line(c))
   if measured:
