@@ -47,7 +47,7 @@ def test_registry_index_is_rebuilt_when_the_sources_change(tmp_path, monkeypatch
   (written,) = tmp_path.glob("registry-*.json")
   assert live == json.loads(written.read_text())["models"]
   assert registry.index() == live
-  monkeypatch.setattr(registry, "_sources_digest", lambda: "0" * 64)  # a family changed: a new digest
+  monkeypatch.setattr(registry, "sources_digest", lambda: "0" * 64)  # a family changed: a new digest
   assert registry.index() == live and len(list(tmp_path.glob("registry-*.json"))) == 2
   assert registry.record("massnet-sir") == registry.get_spec("massnet-sir").as_dict()
 

@@ -252,7 +252,7 @@ class _Run:
     if jax.process_count() == 1:
       return jax.device_put(x, self.replicated)
     local = distributed.local_copy(x)  # this process's value; the same on every process
-    if _is_key(local):
+    if checkpoint.is_key(local):
       data = jax.random.key_data(local)
       return jax.random.wrap_key_data(self._replicated_leaf(data), impl=jax.random.key_impl(local))
     host = np.asarray(local)
@@ -312,10 +312,6 @@ class _Run:
 
 MAX_SEEDS = 1024
 COMPUTE_DTYPES = ("float32", "bfloat16")  # config.compute_dtype; a family lists the ones it takes
-
-
-def _is_key(x: Any) -> bool:
-  return hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
 
 
 def _field(config: Any, dotted: str) -> Any:

@@ -304,12 +304,13 @@ def versions() -> dict[str, str]:
 # --- PRNG keys: orbax stores plain arrays, so typed keys travel as their raw key data -----------------
 
 
-def _is_key(x: Any) -> bool:
+def is_key(x: Any) -> bool:
+  """Whether `x` (an array or an abstract array) is a typed PRNG key array."""
   return hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
 
 
 def storable(tree: Any) -> Any:
-  return jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, tree)
+  return jax.tree.map(lambda x: jax.random.key_data(x) if is_key(x) else x, tree)
 
 
 def storable_target(tree: Any, sharding: jax.sharding.Sharding | None = None) -> Any:
@@ -320,7 +321,7 @@ def storable_target(tree: Any, sharding: jax.sharding.Sharding | None = None) ->
   sharding = sharding or jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
 
   def leaf(x):
-    if _is_key(x):
+    if is_key(x):
       data = jax.eval_shape(jax.random.key_data, x)
       return jax.ShapeDtypeStruct(data.shape, data.dtype, sharding=sharding)
     return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding)
@@ -351,15 +352,15 @@ def this_process_only() -> Any:
                                             barrier_sync_key_prefix=f"nnx-zoo-process-{me}")
 
 
-def _key_impl(a: Any) -> Any:
-  # jax.random.key_impl takes key arrays only; an abstract key (ShapeDtypeStruct) carries its impl in its dtype,
-  # which is where key_impl itself reads it.
-  return jax.random.key_impl(a) if isinstance(a, jax.Array) else a.dtype._impl
+def key_impl(a: Any) -> Any:
+  """The PRNG implementation of a key array or an abstract key (`jax.random.key_impl` takes key arrays only; an
+  abstract key carries its implementation in its dtype, which is where `key_impl` itself reads it)."""
+  return jax.random.key_impl(a) if isinstance(a, jax.Array) else a.dtype._impl  # pylint: disable=protected-access
 
 
 def from_storable(restored: Any, abstract: Any) -> Any:
   return jax.tree.map(
-      lambda r, a: jax.random.wrap_key_data(r, impl=_key_impl(a)) if _is_key(a) else r, restored, abstract)
+      lambda r, a: jax.random.wrap_key_data(r, impl=key_impl(a)) if is_key(a) else r, restored, abstract)
 
 
 def model_state(model: nnx.Module) -> dict[str, Any]:

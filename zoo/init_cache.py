@@ -5,7 +5,7 @@
 `zoo.create(name, seed, **kwargs)` is a deterministic function of the registered name, the module's keyword
 arguments, the seed, the zoo's code and the library versions, so its state is memoised under KEY, the sha256 of:
 the name, the family's module, the canonical JSON of the merged kwargs (tuples kept apart from lists), the seed, the
-sha256 of every .py file of the package (`registry._sources_digest(PACKAGE_SOURCES)`: any code edit misses), the
+sha256 of every .py file of the package (`registry.sources_digest(PACKAGE_SOURCES)`: any code edit misses), the
 versions of jax, jaxlib, flax, numpy and ml_dtypes, the JAX settings that change random draws or rounding (x64, PRNG
 implementation, threefry partitioning, matmul precision), the platform and device kind, and `XLA_FLAGS`.
 
@@ -43,7 +43,7 @@ import numpy as np
 from absl import logging
 from flax import nnx
 
-from zoo import cache, registry
+from zoo import cache, checkpoint, registry
 
 FORMAT = "nnx-zoo init-state 1"
 SUFFIX = ".safetensors"
@@ -118,7 +118,7 @@ def _tagged(value: Any) -> Any:
 
 @functools.cache  # once per process: the code this process runs is the code it imported
 def _package_digest() -> str:
-  return registry._sources_digest(registry.PACKAGE_SOURCES)  # pylint: disable=protected-access
+  return registry.sources_digest(registry.PACKAGE_SOURCES)
 
 
 def _environment() -> dict[str, Any]:
@@ -147,13 +147,10 @@ def _leaf_path(path: tuple[Any, ...]) -> list[Any]:
   return [p if isinstance(p, (int, str)) else str(p) for p in path]
 
 
-def _is_key(x: Any) -> bool:
-  return jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
-
-
 def _impl_name(x: Any) -> str:
-  """The PRNG implementation's name of a key array or an abstract key (both carry it in their dtype)."""
-  return str(x.dtype._impl.name)  # pylint: disable=protected-access  # as zoo.checkpoint._key_impl
+  """The PRNG implementation's name of a key array or an abstract key."""
+  impl = checkpoint.key_impl(x)  # a name (of a key array) or an implementation (of an abstract key)
+  return str(getattr(impl, "name", impl))
 
 
 def _uncacheable_reason(spec: registry.ModelSpec, overrides: Mapping[str, Any], model: nnx.Module) -> str | None:
@@ -182,7 +179,7 @@ def _store(spec: registry.ModelSpec, overrides: Mapping[str, Any], model: nnx.Mo
     for i, (p, variable) in enumerate(nnx.to_flat_state(nnx.state(model))):
       x = variable.get_value()
       impl = None
-      if _is_key(x):
+      if checkpoint.is_key(x):
         impl = _impl_name(x)
         x = jax.random.key_data(x)
       a = np.asarray(x)
@@ -274,7 +271,7 @@ def _restore(spec: registry.ModelSpec, overrides: Mapping[str, Any], leaves: lis
     for i, ((path, variable), leaf) in enumerate(zip(flat, leaves)):
       want = variable.get_value()
       impl = None
-      if _is_key(want):
+      if checkpoint.is_key(want):
         impl = _impl_name(want)
         want = jax.eval_shape(jax.random.key_data, want)
       if (leaf["path"] != _leaf_path(path) or leaf["dtype"] != np.dtype(want.dtype).name

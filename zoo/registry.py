@@ -378,7 +378,7 @@ INDEX_SOURCES = ("registry.py", "models/**/*.py", "models/**/*.md")  # what a sp
 PACKAGE_SOURCES = ("**/*.py",)  # all of the package's code (`zoo.init_cache` keys on it)
 
 
-def _sources_digest(patterns: tuple[str, ...] = INDEX_SOURCES) -> str:
+def sources_digest(patterns: tuple[str, ...] = INDEX_SOURCES) -> str:
   """sha256 of the zoo package's files matching `patterns` (globs relative to the package), each by its relative
   path and bytes. The default, everything a spec record is made of (this file and every .py / .md file of the
   families), keys the registry's index; `PACKAGE_SOURCES` keys `zoo.init_cache`'s initial states."""
@@ -404,7 +404,7 @@ def index() -> dict[str, dict[str, Any]]:
 
   if _import_families.cache_info().currsize:  # the families are loaded: the live registry is the truth
     return {s.name: s.static_dict() for s in specs()}
-  digest = _sources_digest()
+  digest = sources_digest()
   path = cache.cache_dir() / f"registry-{digest[:24]}.json"
   try:
     data = json.loads(path.read_text())
