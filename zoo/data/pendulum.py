@@ -16,6 +16,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow_datasets as tfds
 
+from zoo.data import _state_pairs
+
 STEP = 0.5
 NUM_STATES = 2000
 TRAIN_FRACTION = 0.8
@@ -60,7 +62,7 @@ def states() -> tuple[np.ndarray, np.ndarray]:
   return x, flow(x, STEP)
 
 
-class Builder(tfds.core.GeneratorBasedBuilder):
+class Builder(_state_pairs.PairSplits, tfds.core.GeneratorBasedBuilder):
   """Pendulum time-0.5 flow-map pairs (float64)."""
 
   name = "pendulum"
@@ -80,13 +82,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         disable_shuffling=True,
     )
 
-  def _split_generators(self, dl_manager):
-    del dl_manager
-    x, y = states()
-    n = int(TRAIN_FRACTION * NUM_STATES)
-    return {"train": self._generate_examples(x[:n], y[:n]),
-            "test": self._generate_examples(x[n:], y[n:])}
+  train_fraction = TRAIN_FRACTION
 
-  def _generate_examples(self, x, y):
-    for i, (a, b) in enumerate(zip(x, y)):
-      yield i, {"x": a, "y": b}
+  def pairs(self):
+    return states()

@@ -15,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow_datasets as tfds
 
+from zoo.data import _state_pairs
+
 R0 = 1.0
 NUM_STATES = 1000
 TRAIN_FRACTION = 0.9
@@ -42,7 +44,7 @@ def states() -> tuple[np.ndarray, np.ndarray]:
   return x, flow(x)
 
 
-class Builder(tfds.core.GeneratorBasedBuilder):
+class Builder(_state_pairs.PairSplits, tfds.core.GeneratorBasedBuilder):
   """SIR time-1 flow-map pairs."""
 
   name = "sir"
@@ -61,13 +63,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         homepage="https://github.com/davidemurari/StructuredNeuralNetworks",
     )
 
-  def _split_generators(self, dl_manager):
-    del dl_manager
-    x, y = states()
-    n = int(TRAIN_FRACTION * NUM_STATES)
-    return {"train": self._generate_examples(x[:n], y[:n]),
-            "test": self._generate_examples(x[n:], y[n:])}
+  train_fraction = TRAIN_FRACTION
 
-  def _generate_examples(self, x, y):
-    for i, (a, b) in enumerate(zip(x, y)):
-      yield i, {"x": a, "y": b}
+  def pairs(self):
+    return states()
