@@ -14,10 +14,15 @@ Writes benchmarks/results/NAME.json, NAME.md and NAME.png (return and cost per e
 With several seeds of a model (runs whose config names the same model), the Markdown starts with the side-by-side
 table over seeds (mean ± std over seeds of each run's figure; `--by-seed` also plots the mean over seeds with the
 seeds' range shaded), the authors' reference numbers (a different environment, labelled) and, with `--crax
-FILE.json` (benchmarks/acs_crax_ppo_lag.py), crax-bench's own PPO-Lagrangian's training speed on the same layout.
+FILE.json,...` (benchmarks/acs_crax_ppo_lag.py, one file per seed), crax-bench's own PPO-Lagrangian's training speed
+on the same layout and, where the files hold its evaluation, its return and cost per episode in our units beside our
+PPO-Lagrangian's evaluation.
 
-    python benchmarks/acs_curves.py --by-seed --name acs_seeds --note NOTE.md --crax benchmarks/results/acs_crax_ppo_lag.json \
+    python benchmarks/acs_curves.py --by-seed --name acs_seeds --note NOTE.md --crax CRAX_S0.json,CRAX_S1.json,... \
         --runs acs-s0=runs/acs-s0,acs-s1=runs/acs-s1,...,ppo-s2=runs/ppo-s2
+
+`--from-json benchmarks/results/NAME.json` instead of `--runs` re-renders NAME.md and NAME_card.md from the run
+summaries an earlier call kept there (the workdirs need not exist any more; the plot is left as it is).
 """
 
 from __future__ import annotations
@@ -199,22 +204,86 @@ def crax_steps_per_second(crax: dict) -> dict:
   return {"wall": wall, "timer": timer}
 
 
-def crax_table(crax: dict, groups: dict[str, dict]) -> str:
+def crax_table(craxes: list[dict], groups: dict[str, dict], runs: dict[str, dict], reruns: list[dict] = ()) -> str:
+  """Training speed: one row per crax run (seed), the mean ± std over the evaluated crax runs when there are
+  several, `reruns` of ours beside them (benchmarks/results/acs_ppo_lag_s0_same_machine.json's form), ours."""
   ours = groups.get("ppo-lag-pointgoal1", {}).get("steps_per_second_steady")
-  sps = crax_steps_per_second(crax)
-  loads = [e["load_1min"] for e in crax["epochs"]]
-  lines = ["| PPO-Lagrangian | env steps / s of training (steady) | whole run (s), compilation included | load (1 min) |",
-           "|---|---|---|---|"]
-  lines.append(f"| crax-bench 0.1.0 `ppo_lag.train` (seed {crax['seed']}, {crax['steps']:.3g} steps, "
-               f"{crax['num_envs']} envs, {len(crax['epochs'])} epochs) | {np.median(sps['wall']):.0f} (median over "
-               f"epochs 2-{len(crax['epochs'])}, wall-clock; its own timer, corrected: {np.median(sps['timer']):.0f}) | "
-               f"{crax['wall_seconds']:.0f} | {min(loads):.1f}-{max(loads):.1f} |")
+  lines = ["| PPO-Lagrangian | env steps / s of training (steady) | whole run (s), compilation included | first epoch "
+           "(s), compilation included | load (1 min) |", "|---|---|---|---|---|"]
+  steady, whole = [], []
+  for crax in craxes:
+    sps = crax_steps_per_second(crax)
+    loads = [e["load_1min"] for e in crax["epochs"]]
+    steady.append(float(np.median(sps["wall"])))
+    whole.append(crax["wall_seconds"])
+    lines.append(f"| crax-bench 0.1.0 `ppo_lag.train` (seed {crax['seed']}, {crax['steps']:.3g} steps, "
+                 f"{crax['num_envs']} envs, {len(crax['epochs'])} epochs"
+                 f"{'' if 'eval' in crax else '; an earlier run, speed only'}) | {steady[-1]:.0f} (median over epochs "
+                 f"2-{len(crax['epochs'])}, wall-clock; its own timer, corrected: {np.median(sps['timer']):.0f}) | "
+                 f"{crax['wall_seconds']:.0f} | {crax['epochs'][0]['seconds']:.0f} | {min(loads):.1f}-{max(loads):.1f} |")
+  series = [i for i, c in enumerate(craxes) if "eval" in c] or list(range(len(craxes)))  # the evaluated runs
+  if len(series) > 1:
+    lines.append(f"| crax-bench, mean ± std over seeds {', '.join(str(craxes[i]['seed']) for i in series)}"
+                 f"{' (the evaluated runs)' if len(series) < len(craxes) else ''} | "
+                 f"{np.mean([steady[i] for i in series]):.0f} ± {np.std([steady[i] for i in series]):.0f} | "
+                 f"{np.mean([whole[i] for i in series]):.0f} ± {np.std([whole[i] for i in series]):.0f} | | |")
+  for rerun in reruns:
+    r = rerun["run"]
+    lines.append(f"| ours (`{r['model']}`, seed {r['seed']}, {r['env_steps']:.3g} steps), rerun beside the crax runs "
+                 f"(same machine) | {rerun['steps_per_second_steady']:.0f} (median iteration, collection + update) | "
+                 f"{r['wall_seconds']:.0f} | {r['first_iteration_seconds']:.0f} (first iteration, 1.6e4 steps) | "
+                 f"{r['load_1min']['min']:.1f}-{r['load_1min']['max']:.1f} |")
   if ours:
     rs = groups["ppo-lag-pointgoal1"]
+    first = [r["first_iteration_seconds"] for r in runs.values() if r["model"] == "ppo-lag-pointgoal1"]
     lines.append(f"| ours (`ppo-lag-pointgoal1`, seeds {', '.join(map(str, rs['seeds']))}, 3.2e5 steps) | "
                  f"{ours[0]:.0f} ± {ours[1]:.0f} (median iteration of each run, collection + update) | "
                  f"{rs['seconds_per_1e5_steps_total'][0] * 3.2:.0f} ± {rs['seconds_per_1e5_steps_total'][1] * 3.2:.0f}"
-                 f" | see every run below |")
+                 f" | {np.mean(first):.0f} ± {np.std(first):.0f} (first iteration, 1.6e4 steps) | see every run below |")
+  return "\n".join(lines)
+
+
+def crax_eval_table(craxes: list[dict], groups: dict[str, dict], runs: dict[str, dict]) -> str:
+  """Return and cost per episode in our units (benchmarks/acs_crax_ppo_lag.py's evaluation: our wrapper's reward
+  and binary cost on the layouts of our evaluation for the same seed): crax's policy deterministic and stochastic,
+  ours (deterministic); mean ± std over seeds of each run's mean over its episodes. crax's own reward and continuous
+  cost sums, and its last training-time log (`episodic/*`, its units), for reference."""
+  f = lambda ms, fmt="{:.3g}": "–" if ms is None else f"{fmt.format(ms[0])} ± {fmt.format(ms[1])}"  # noqa: E731
+  ms = lambda values: (float(np.mean(values)), float(np.std(values)))  # noqa: E731
+  seeds = ", ".join(str(c["seed"]) for c in craxes)
+  episodes = sorted({c["eval"]["episodes"] for c in craxes})
+  lines = ["| PPO-Lagrangian, 3.2e5 steps | seeds | eval return / episode | eval cost / episode (steps in a hazard) | "
+           "eval violation rate | crax's own reward / episode (eval) | crax's own cost / episode (eval, continuous) "
+           "| end of training, each in its own units (crax: its last log's episodic/sum_reward and continuous "
+           "episodic/cost; ours: the last iteration's return and steps in a hazard): return; cost per episode; "
+           "multiplier λ |", "|" + "---|" * 8]
+  logs = [c["crax_training_log"][-1] for c in craxes if c.get("crax_training_log")]
+  log = (f"{f(ms([r['episodic/sum_reward'] for r in logs]))}; {f(ms([r['episodic/cost'] for r in logs]))}; "
+         f"λ {f(ms([r['training/lambda_lagr'] for r in logs]), '{:.2g}')}"
+         if logs and all("episodic/cost" in r and "training/lambda_lagr" in r for r in logs) else "–")
+  for mode, what in (("deterministic", "deterministic (tanh of the mean)"), ("stochastic", "sampled actions")):
+    e = [c["eval"][mode] for c in craxes]
+    lines.append(f"| crax-bench `ppo_lag.train`, {what}, {'/'.join(map(str, episodes))} episodes per seed | {seeds} | "
+                 f"{f(ms([x['return_mean'] for x in e]))} | {f(ms([x['cost_mean'] for x in e]))} | "
+                 f"{f(ms([x['violation_rate'] for x in e]), '{:.4f}')} | {f(ms([x['crax_reward_mean'] for x in e]))} | "
+                 f"{f(ms([x['crax_cost_mean'] for x in e]))} | {log if mode == 'deterministic' else ''} |")
+  g = groups.get("ppo-lag-pointgoal1")
+  if g:
+    lam = [r["curve"][-1].get("multiplier") for r in runs.values() if r["model"] == "ppo-lag-pointgoal1"]
+    lam = f"; λ {f(ms(lam), '{:.3g}')}" if lam and None not in lam else ""
+    lines.append(f"| ours (`ppo-lag-pointgoal1`), deterministic (policy mean), 16 episodes per seed | "
+                 f"{', '.join(map(str, g['seeds']))} | {f(g['eval_return'])} | {f(g['eval_cost'])} | "
+                 f"{f(g['eval_violation_rate'], '{:.4f}')} | – | – | {f(g['final_return'])}; {f(g['final_cost'])}"
+                 f"{lam} |")
+  ours = {r["seed"]: r.get("last_eval", {}) for r in runs.values() if r["model"] == "ppo-lag-pointgoal1"}
+  per_seed = []
+  for c in craxes:
+    d, st, o = c["eval"]["deterministic"], c["eval"]["stochastic"], ours.get(c["seed"], {})
+    mine = f"; ours {o['return']:.3g} / {o['cost']:.3g}" if "return" in o else ""
+    per_seed.append(f"seed {c['seed']}: crax deterministic {d['return_mean']:.3g} / {d['cost_mean']:.3g}, sampled "
+                    f"{st['return_mean']:.3g} / {st['cost_mean']:.3g}{mine}")
+  lines += ["", "Per seed (return / cost per episode, mean over the seed's episodes; crax's evaluation uses the layouts "
+            "of our evaluation for the same seed): " + "; ".join(per_seed) + "."]
   return "\n".join(lines)
 
 
@@ -256,32 +325,50 @@ def plot_seeds(runs: dict[str, dict], path: pathlib.Path, budget: float) -> None
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--runs", required=True, help="LABEL=WORKDIR,LABEL=WORKDIR,...")
+  parser.add_argument("--runs", default="", help="LABEL=WORKDIR,LABEL=WORKDIR,...")
+  parser.add_argument("--from-json", default="", help="instead of --runs: the runs' summaries kept in an earlier "
+                      "NAME.json (its `runs`), to re-render the Markdown without the workdirs (the plot is kept as is)")
   parser.add_argument("--name", default="acs_curves")
   parser.add_argument("--note", default="", help="a Markdown file whose text goes above the table (commands, context)")
   parser.add_argument("--by-seed", action="store_true", help="the table over seeds first; plot means over seeds")
   parser.add_argument("--card-intro", default="", help="with --by-seed: the text above the card's table "
                       "(NAME_card.md, for zoo ship --section)")
-  parser.add_argument("--crax", default="", help="benchmarks/acs_crax_ppo_lag.py's JSON: crax's PPO-Lag speed")
+  parser.add_argument("--crax", default="", help="benchmarks/acs_crax_ppo_lag.py's JSON files, comma-separated "
+                      "(one per seed): crax's PPO-Lag speed, and its evaluation in our units where the file has one")
+  parser.add_argument("--ours-rerun", default="", help="with --crax: JSON files of our runs rerun beside crax's "
+                      "(benchmarks/results/acs_ppo_lag_s0_same_machine.json), rows of the speed table")
   args = parser.parse_args()
-  runs = {}
-  for item in args.runs.split(","):
-    label, _, workdir = item.partition("=")
-    runs[label] = summarise(pathlib.Path(workdir))
-  budget = json.loads((pathlib.Path(args.runs.split(",")[0].partition("=")[2]) / "config.json").read_text())["env"][
-      "budget"]
+  if bool(args.runs) == bool(args.from_json):
+    parser.error("give exactly one of --runs and --from-json")
   RESULTS.mkdir(parents=True, exist_ok=True)
+  if args.from_json:
+    kept = json.loads(pathlib.Path(args.from_json).read_text())
+    runs, budget, machine = kept["runs"], None, kept["machine"]
+  else:
+    runs = {}
+    for item in args.runs.split(","):
+      label, _, workdir = item.partition("=")
+      runs[label] = summarise(pathlib.Path(workdir))
+    budget = json.loads((pathlib.Path(args.runs.split(",")[0].partition("=")[2]) / "config.json").read_text())[
+        "env"]["budget"]
+    machine = platform.platform()
   groups = by_model(runs)
-  (RESULTS / f"{args.name}.json").write_text(json.dumps({"machine": platform.platform(), "by_model": groups,
+  (RESULTS / f"{args.name}.json").write_text(json.dumps({"machine": machine, "by_model": groups,
                                                          "runs": runs}, indent=2) + "\n")
+  craxes = [json.loads(pathlib.Path(f).read_text()) for f in args.crax.split(",") if f]
+  reruns = [json.loads(pathlib.Path(f).read_text()) for f in args.ours_rerun.split(",") if f]
   note = pathlib.Path(args.note).read_text().rstrip() + "\n\n" if args.note else ""
   if args.by_seed:
-    plot_seeds(runs, RESULTS / f"{args.name}.png", budget)
+    if budget is not None:
+      plot_seeds(runs, RESULTS / f"{args.name}.png", budget)
     text = (note + "## Over seeds (mean ± std)\n\n" + seeds_table(groups) + "\n\n"
             + f"![learning curves: mean over seeds]({args.name}.png)\n\n")
-    if args.crax:
+    if craxes:
       text += ("## Training speed against crax-bench's own PPO-Lagrangian\n\n"
-               + crax_table(json.loads(pathlib.Path(args.crax).read_text()), groups) + "\n\n")
+               + crax_table(craxes, groups, runs, reruns) + "\n\n")
+      if any("eval" in c for c in craxes):
+        text += ("## Return and cost against crax-bench's own PPO-Lagrangian\n\n"
+                 + crax_eval_table([c for c in craxes if "eval" in c], groups, runs) + "\n\n")
     text += "## Reference: the authors' logs on a different task\n\n" + reference_table() + "\n\n"
     card = (f"# ACS, PPO-Lagrangian and PPO over seeds\n\n{args.card_intro}\n\n".replace("\n\n\n\n", "\n\n")
             + text[len(note):].replace(f"![learning curves: mean over seeds]({args.name}.png)",
@@ -291,7 +378,8 @@ def main() -> None:
     (RESULTS / f"{args.name}_card.md").write_text(card)
     text += "## Every run\n\n" + table(runs) + "\n"
   else:
-    plot(runs, RESULTS / f"{args.name}.png", budget)
+    if budget is not None:
+      plot(runs, RESULTS / f"{args.name}.png", budget)
     text = note + table(runs) + f"\n\n![learning curves]({args.name}.png)\n"
   (RESULTS / f"{args.name}.md").write_text(text)
   print(text)
