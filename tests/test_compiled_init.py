@@ -1,10 +1,13 @@
 """With `ZOO_COMPILED_INIT=1`, `zoo.create` builds a model under ONE compiled initialisation (`zoo.compiled_init`)
 with the eager build's bits; by default it builds eagerly, with the same bits.
 
-tests/create_sha256.json holds the sha256 of every registered model's state from `zoo.create(name, seed=0)` as it
-was before the compiled initialisation existed (eager, commit e3e0fec): the same seed must keep giving the same
+tests/create_sha256.json holds, for every registered model, the sha256 of its state from `zoo.create(name, seed=0)`
+as it was before the compiled initialisation existed (eager, commit e3e0fec): the same seed must keep giving the same
 weights. XLA's optimisation level changes the last bits of an eager build (the default test run compiles at -O0,
-tests/conftest.py), so the recorded checksums are compared at the default level only: in `make test-slow`."""
+tests/conftest.py), so the recorded checksums are compared at the default level only: in `make test-slow`. So does
+the CPU XLA compiles for: a model whose initialisation computes in floats (power iterations, rotations, folds) has
+one checksum per CPU code generation seen (the first from an AMD EPYC machine; the second from an Intel Xeon with
+AVX-512, where 12 of 45 models differ in the last bits), and must match one of them."""
 
 import hashlib
 import json
@@ -61,7 +64,10 @@ def test_create_gives_the_weights_of_the_eager_build(name, compiled):  # pylint:
 @at_default_xla_level
 @pytest.mark.parametrize("name", sorted(RECORDED))
 def test_create_gives_the_recorded_weights(name):
-  assert state_sha256(zoo.create(name, seed=0)) == RECORDED[name], f"{name}: zoo.create(seed=0) changed its weights"
+  assert state_sha256(zoo.create(name, seed=0)) in RECORDED[name], (
+      f"{name}: zoo.create(seed=0) changed its weights, or this CPU rounds its initialisation differently from every "
+      f"machine recorded (then its build matches the compiled one bit for bit and differs from a recorded machine's "
+      f"in the last bits only: add its checksum to tests/create_sha256.json)")
 
 
 class _Toy(nnx.Module):
