@@ -6,7 +6,7 @@ import pytest
 from huggingface_hub import ModelCard
 
 import zoo
-from zoo import cards, hub
+from zoo import cards, checkpoint, hub
 from zoo.registry import specs
 
 from tests.conftest import ROOT
@@ -146,3 +146,25 @@ def test_float64_cards_say_where_they_run(name, x64, monkeypatch):
     monkeypatch.setattr(jax, "default_backend", lambda: "tpu")
     with pytest.raises(errors.Float64UnavailableError, match="no native float64"):
       zoo.load(name)
+
+
+def _section_titles(directory, titles):
+  text = (directory / "README.md").read_text()
+  return sorted(titles, key=lambda t: text.index(f"## {t}\n"))
+
+
+def test_card_sections_keep_their_order_through_save_refresh_and_reorder(tmp_path):
+  """The manifest's keys are written sorted; the card's sections must still follow the order they were given in,
+  through `refresh_card` (a replaced section stays where it was, a new one goes last) and an explicit `order`."""
+  directory = tmp_path / "ckpt"
+  checkpoint.save(zoo.create("massnet-sir"), directory, name="massnet-sir",
+                  card_sections={"Zeta": "z", "Alpha": "a", "Mid": "m"})
+  assert _section_titles(directory, ["Zeta", "Alpha", "Mid"]) == ["Zeta", "Alpha", "Mid"]
+  checkpoint.refresh_card(directory, {"Alpha": "a2", "Beta": "b"})
+  assert _section_titles(directory, ["Zeta", "Alpha", "Mid", "Beta"]) == ["Zeta", "Alpha", "Mid", "Beta"]
+  assert "a2" in (directory / "README.md").read_text()
+  checkpoint.refresh_card(directory, order=["Beta", "Mid", "Alpha", "Zeta"])
+  assert _section_titles(directory, ["Zeta", "Alpha", "Mid", "Beta"]) == ["Beta", "Mid", "Alpha", "Zeta"]
+  with pytest.raises(ValueError, match="every card section"):
+    checkpoint.refresh_card(directory, order=["Beta"])
+  assert checkpoint.read_manifest(directory)["card_section_order"] == ["Beta", "Mid", "Alpha", "Zeta"]

@@ -196,6 +196,14 @@ def eval_split(manifest: Mapping[str, Any]) -> str:
   return str((manifest.get("config") or {}).get("eval_split", "test"))
 
 
+def ordered_sections(manifest: Mapping[str, Any]) -> list[tuple[str, str]]:
+  """The manifest's extra card sections as (title, markdown), in `card_section_order` (a manifest without it, or
+  titles it misses, follow in the order the manifest holds them)."""
+  sections = manifest.get("card_sections") or {}
+  order = [t for t in dict.fromkeys(manifest.get("card_section_order") or []) if t in sections]
+  return [(t, sections[t]) for t in order + [t for t in sections if t not in order]]
+
+
 def card_data(manifest: Mapping[str, Any], spec: registry.ModelSpec) -> Any:
   from huggingface_hub import EvalResult, ModelCardData  # pylint: disable=import-outside-toplevel
 
@@ -277,7 +285,7 @@ def render(manifest: Mapping[str, Any], spec: registry.ModelSpec, repo_id: str |
   if book:
     lines += ["Training run (bookkeeping, not evaluation): " + ", ".join(f"{k} {_fmt(v)}" for k, v in
                                                                          sorted(book.items())) + ".", ""]
-  for title_, body in (manifest.get("card_sections") or {}).items():
+  for title_, body in ordered_sections(manifest):
     lines += [f"## {title_}", "", body.strip(), ""]
   for png in manifest.get("plots") or []:
     lines += [f"![{png}]({png})", ""]

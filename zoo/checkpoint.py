@@ -32,7 +32,7 @@ import shutil
 import stat
 import tempfile
 from importlib import metadata as importlib_metadata
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import jax
 import numpy as np
@@ -193,7 +193,8 @@ def validate_manifest(manifest: Any, where: Any = "manifest") -> dict[str, Any]:
       raise _bad(key, f"should be a JSON {'object' if typ is dict else 'string'}, "
                       f"not {type(manifest[key]).__name__}", where)
   optional = {"dataset": str, "guarantee": str, "created": str, "config": (dict, type(None)), "metrics": dict,
-              "checks": list, "plots": list, "card_sections": dict, "versions": dict, "input_shape": list,
+              "checks": list, "plots": list, "card_sections": dict, "card_section_order": list, "versions": dict,
+              "input_shape": list,
               "num_params": int, SELF_KEY: str}
   for key, typ in optional.items():
     if key in manifest and (not isinstance(manifest[key], typ) or isinstance(manifest[key], bool)):
@@ -229,6 +230,9 @@ def validate_manifest(manifest: Any, where: Any = "manifest") -> dict[str, Any]:
   for key, value in (manifest.get("card_sections") or {}).items():
     if not isinstance(value, str):
       raise _bad(f"card_sections.{key}", "is not a string", where)
+  for i, title in enumerate(manifest.get("card_section_order") or []):
+    if not isinstance(title, str):
+      raise _bad(f"card_section_order.{i}", "is not a string", where)
   for i, n in enumerate(manifest.get("input_shape") or []):
     if not isinstance(n, int) or isinstance(n, bool) or n < 0:
       raise _bad(f"input_shape.{i}", "is not a non-negative integer", where)
@@ -481,7 +485,8 @@ def save(
     name: the registered variant it instantiates (its spec builds the abstract model on restore).
     model_kwargs: the keyword arguments it was built with (default: the registry's).
     config: the training config (JSON-able), metrics: evaluation results, checks: `verify` results,
-    plots: PNG files copied beside the card, card_sections: extra markdown sections {title: body},
+    plots: PNG files copied beside the card, card_sections: extra markdown sections {title: body}, in the
+      card in this order,
     card_repo_id: the Hub repo it is about to be pushed to (the card's usage loads `hf://REPO`).
   """
   import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
@@ -524,6 +529,7 @@ def save(
         "num_params": int(sum(np.size(x) for x in leaves)),
         "plots": plot_names,
         "card_sections": dict(card_sections or {}),
+        "card_section_order": list(card_sections or {}),  # the manifest's keys are written sorted
         "versions": versions(),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
@@ -539,21 +545,27 @@ def save(
   return directory
 
 
-def refresh_card(directory: str | os.PathLike, sections: Mapping[str, str] | None = None) -> str:
+def refresh_card(directory: str | os.PathLike, sections: Mapping[str, str] | None = None,
+                 order: Sequence[str] | None = None) -> str:
   """Re-renders README.md from the manifest and the current registry text, re-hashes, re-seals the manifest
   (its self-checksum) and returns the new manifest sha256 (to pin). The weights are untouched: every listed file
   is verified first. A manifest edited by hand (stale self-checksum) is accepted here and sealed again: this is
   the one call that re-seals, so use it only on a directory you produced.
 
   `sections` ({title: markdown}, e.g. a benchmark's table) are added to the manifest's card sections (a title
-  already there is replaced)."""
+  already there is replaced in place, a new one goes last); `order` (every title) reorders them."""
   from zoo import cards  # pylint: disable=import-outside-toplevel
 
   directory = pathlib.Path(directory)
   manifest = read_manifest(directory, reseal=True)
   verify_files(directory, manifest)
-  if sections:
-    manifest["card_sections"] = {**(manifest.get("card_sections") or {}), **sections}
+  current = dict(cards.ordered_sections(manifest))
+  current.update(sections or {})
+  if order is not None:
+    if sorted(order) != sorted(current):
+      raise ValueError(f"order must list every card section once: {sorted(current)}, got {list(order)}.")
+    current = {title: current[title] for title in order}
+  manifest["card_sections"], manifest["card_section_order"] = current, list(current)
   cards.write_card(directory, manifest, registry.get_spec(manifest["name"]))
   manifest.pop(SELF_KEY, None)
   manifest["files"] = {f: sha256_file(directory / f) for f in _files(directory)}

@@ -415,11 +415,13 @@ def push_to_hub(model_or_dir: nnx.Module | str | os.PathLike, repo_id: str, *, n
       name = name or (origin.name if origin else None)
       if name is None:
         raise ValueError("push_to_hub needs name= for a module not made by zoo.create / zoo.load.")
+      from zoo import cards  # pylint: disable=import-outside-toplevel
+
       manifest = origin.manifest if origin else None
       folder = pathlib.Path(stack.enter_context(tempfile.TemporaryDirectory())) / name
       checkpoint.save(model_or_dir, folder, name=name, model_kwargs=origin.kwargs if origin else None,
                       config=(manifest or {}).get("config"), metrics=(manifest or {}).get("metrics"),
-                      card_sections=(manifest or {}).get("card_sections"), card_repo_id=repo_id)
+                      card_sections=dict(cards.ordered_sections(manifest or {})), card_repo_id=repo_id)
     else:
       folder = pathlib.Path(model_or_dir)
     manifest = checkpoint.read_manifest(folder)
