@@ -49,7 +49,33 @@ RESULTS = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(ROOT))  # zoo from this checkout
 
 
-def evaluate(make_policy, params, seed: int, episodes: int, episode_length: int) -> dict:
+def ours_only(env):
+  """crax's environment with the observation cut to ours (`--observation ours`): sensors, goal lidar and hazard lidar,
+  without crax's goal compass (the 44 values `zoo.models.acs.env.PointGoal1` observes)."""
+  from crax.envs.base import Wrapper  # pylint: disable=import-outside-toplevel
+
+  from zoo.models.acs.env import LIDAR_BINS, SENSORS  # pylint: disable=import-outside-toplevel
+
+  size = SENSORS + 2 * LIDAR_BINS
+
+  class OursOnly(Wrapper):
+
+    def reset(self, rng):
+      state = self.env.reset(rng)
+      return state.replace(obs=state.obs[..., :size])
+
+    def step(self, state, action):
+      state = self.env.step(state, action)
+      return state.replace(obs=state.obs[..., :size])
+
+    @property
+    def observation_size(self):
+      return size
+
+  return OursOnly(env)
+
+
+def evaluate(make_policy, params, seed: int, episodes: int, episode_length: int, observation: str = "crax") -> dict:
   """crax's trained policy on `episodes` PointGoal1 layouts (our PPO-Lagrangian's evaluation layouts for `seed`),
   one episode each, deterministic and stochastic, stepped by our wrapper: per episode our return and cost (steps in a
   hazard) and crax's own reward and continuous cost sums, with their mean and population std."""
@@ -72,7 +98,7 @@ def evaluate(make_policy, params, seed: int, episodes: int, episode_length: int)
 
     def body(carry, k):
       s, alive = carry
-      obs = s.inner.obs  # crax's observation: what the policy trained on
+      obs = s.inner.obs if observation == "crax" else s.obs  # what the policy trained on
       action = jnp.where(deterministic[:, None], mode(obs, k)[0], sample(obs, k)[0])
       s, t = jax.vmap(env.step)(s, action)
       live = alive.astype(jnp.float32)
@@ -105,6 +131,8 @@ def main() -> None:
   parser.add_argument("--epochs", type=int, default=5)
   parser.add_argument("--name", default="acs_crax_ppo_lag")
   parser.add_argument("--eval-episodes", type=int, default=16)
+  parser.add_argument("--observation", choices=("crax", "ours"), default="crax",
+                      help="crax: crax's own 46 values (goal compass included); ours: the 44 our PointGoal1 observes")
   args = parser.parse_args()
 
   from zoo import cache  # pylint: disable=import-outside-toplevel
@@ -117,6 +145,8 @@ def main() -> None:
   episode_length = int(POINTGOAL1["episode_length"])
   kwargs = {k: v for k, v in POINTGOAL1.items() if k != "episode_length"}
   env = envs.get_environment("safe_goal_point", episode_length=episode_length, **kwargs)
+  if args.observation == "ours":
+    env = ours_only(env)
   epochs, logged, start = [], [], time.time()
 
   def progress(step, metrics):
@@ -135,11 +165,12 @@ def main() -> None:
       batch_size=16, num_minibatches=16, num_evals=0, num_resets_per_eval=args.epochs, seed=args.seed,
       safety_bound=BUDGET, progress_fn=progress, training_metrics_steps=episode_length * args.num_envs)
   wall = time.time() - start
-  evaluation = evaluate(make_policy, params, args.seed, args.eval_episodes, episode_length)
+  evaluation = evaluate(make_policy, params, args.seed, args.eval_episodes, episode_length, args.observation)
   # steps / wall-clock between consecutive epochs after the first (crax 0.1.0's own training/sps times one epoch but
   # counts the steps of all `num_resets_per_eval` epochs: it reads `epochs` times too high)
   steady = [(b["env_steps"] - a["env_steps"]) / (b["seconds"] - a["seconds"]) for a, b in zip(epochs, epochs[1:])]
   out = {"machine": platform.platform(), "steps": args.steps, "seed": args.seed, "num_envs": args.num_envs,
+         "observation": args.observation,
          "epochs_per_run": args.epochs, "wall_seconds": wall, "epochs": epochs,
          "steady_sps_median": float(np.median(steady)) if steady else None,
          "first_epoch_seconds": epochs[0]["seconds"] if epochs else None, "crax_training_log": logged,

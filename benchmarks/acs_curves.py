@@ -250,23 +250,30 @@ def crax_eval_table(craxes: list[dict], groups: dict[str, dict], runs: dict[str,
   cost sums, and its last training-time log (`episodic/*`, its units), for reference."""
   f = lambda ms, fmt="{:.3g}": "–" if ms is None else f"{fmt.format(ms[0])} ± {fmt.format(ms[1])}"  # noqa: E731
   ms = lambda values: (float(np.mean(values)), float(np.std(values)))  # noqa: E731
-  seeds = ", ".join(str(c["seed"]) for c in craxes)
-  episodes = sorted({c["eval"]["episodes"] for c in craxes})
   lines = ["| PPO-Lagrangian, 3.2e5 steps | seeds | eval return / episode | eval cost / episode (steps in a hazard) | "
            "eval violation rate | crax's own reward / episode (eval) | crax's own cost / episode (eval, continuous) "
            "| end of training, each in its own units (crax: its last log's episodic/sum_reward and continuous "
            "episodic/cost; ours: the last iteration's return and steps in a hazard): return; cost per episode; "
            "multiplier λ |", "|" + "---|" * 8]
-  logs = [c["crax_training_log"][-1] for c in craxes if c.get("crax_training_log")]
-  log = (f"{f(ms([r['episodic/sum_reward'] for r in logs]))}; {f(ms([r['episodic/cost'] for r in logs]))}; "
-         f"λ {f(ms([r['training/lambda_lagr'] for r in logs]), '{:.2g}')}"
-         if logs and all("episodic/cost" in r and "training/lambda_lagr" in r for r in logs) else "–")
-  for mode, what in (("deterministic", "deterministic (tanh of the mean)"), ("stochastic", "sampled actions")):
-    e = [c["eval"][mode] for c in craxes]
-    lines.append(f"| crax-bench `ppo_lag.train`, {what}, {'/'.join(map(str, episodes))} episodes per seed | {seeds} | "
-                 f"{f(ms([x['return_mean'] for x in e]))} | {f(ms([x['cost_mean'] for x in e]))} | "
-                 f"{f(ms([x['violation_rate'] for x in e]), '{:.4f}')} | {f(ms([x['crax_reward_mean'] for x in e]))} | "
-                 f"{f(ms([x['crax_cost_mean'] for x in e]))} | {log if mode == 'deterministic' else ''} |")
+  observations = {"crax": "its own observation (goal compass included)",
+                  "ours": "our observation (no goal compass: `--observation ours`)"}
+  for observation, seen in observations.items():
+    group = [c for c in craxes if c.get("observation", "crax") == observation]
+    if not group:
+      continue
+    seeds = ", ".join(str(c["seed"]) for c in group)
+    episodes = sorted({c["eval"]["episodes"] for c in group})
+    logs = [c["crax_training_log"][-1] for c in group if c.get("crax_training_log")]
+    log = (f"{f(ms([r['episodic/sum_reward'] for r in logs]))}; {f(ms([r['episodic/cost'] for r in logs]))}; "
+           f"λ {f(ms([r['training/lambda_lagr'] for r in logs]), '{:.2g}')}"
+           if logs and all("episodic/cost" in r and "training/lambda_lagr" in r for r in logs) else "–")
+    for mode, what in (("deterministic", "deterministic (tanh of the mean)"), ("stochastic", "sampled actions")):
+      e = [c["eval"][mode] for c in group]
+      lines.append(f"| crax-bench `ppo_lag.train` on {seen}, {what}, {'/'.join(map(str, episodes))} episodes per "
+                   f"seed | {seeds} | {f(ms([x['return_mean'] for x in e]))} | {f(ms([x['cost_mean'] for x in e]))} | "
+                   f"{f(ms([x['violation_rate'] for x in e]), '{:.4f}')} | "
+                   f"{f(ms([x['crax_reward_mean'] for x in e]))} | {f(ms([x['crax_cost_mean'] for x in e]))} | "
+                   f"{log if mode == 'deterministic' else ''} |")
   g = groups.get("ppo-lag-pointgoal1")
   if g:
     lam = [r["curve"][-1].get("multiplier") for r in runs.values() if r["model"] == "ppo-lag-pointgoal1"]
@@ -280,7 +287,8 @@ def crax_eval_table(craxes: list[dict], groups: dict[str, dict], runs: dict[str,
   for c in craxes:
     d, st, o = c["eval"]["deterministic"], c["eval"]["stochastic"], ours.get(c["seed"], {})
     mine = f"; ours {o['return']:.3g} / {o['cost']:.3g}" if "return" in o else ""
-    per_seed.append(f"seed {c['seed']}: crax deterministic {d['return_mean']:.3g} / {d['cost_mean']:.3g}, sampled "
+    crax = "crax" if c.get("observation", "crax") == "crax" else "crax on our observation"
+    per_seed.append(f"seed {c['seed']}: {crax} deterministic {d['return_mean']:.3g} / {d['cost_mean']:.3g}, sampled "
                     f"{st['return_mean']:.3g} / {st['cost_mean']:.3g}{mine}")
   lines += ["", "Per seed (return / cost per episode, mean over the seed's episodes; crax's evaluation uses the layouts "
             "of our evaluation for the same seed): " + "; ".join(per_seed) + "."]
@@ -365,7 +373,8 @@ def main() -> None:
             + f"![learning curves: mean over seeds]({args.name}.png)\n\n")
     if craxes:
       text += ("## Training speed against crax-bench's own PPO-Lagrangian\n\n"
-               + crax_table(craxes, groups, runs, reruns) + "\n\n")
+               + crax_table([c for c in craxes if c.get("observation", "crax") == "crax"], groups, runs, reruns)
+               + "\n\n")
       if any("eval" in c for c in craxes):
         text += ("## Return and cost against crax-bench's own PPO-Lagrangian\n\n"
                  + crax_eval_table([c for c in craxes if "eval" in c], groups, runs) + "\n\n")
