@@ -21,7 +21,7 @@ import pytest
 from flax import nnx
 
 import zoo
-from zoo import compiled_init, registry
+from zoo import checkpoint, compiled_init, registry
 
 from tests.conftest import run_python
 
@@ -33,15 +33,19 @@ SLOW = ["invariance-node-spiral", "volnet-pendulum", "resnet18-digits", "nonexpa
         "resnet-baseline-digits", "resnet18-digits-idkm-b2", "wavemix-lite-digits", "wavemix-lite-digits-rotate-rtn4"]
 
 
-def state_sha256(model: nnx.Module) -> str:
-  """sha256 over every state leaf (path, dtype, shape, bytes; PRNG keys as their key data)."""
-  leaves = {}
+def state_arrays(model: nnx.Module) -> dict[str, np.ndarray]:
+  """Every state leaf as a host array by its path "a/0/b" (PRNG keys as their key data)."""
+  out = {}
   for path, v in nnx.to_flat_state(nnx.state(model)):
     x = v.get_value()
-    if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
-      x = jax.random.key_data(x)
-    a = np.asarray(x)
-    leaves["/".join(map(str, path))] = hashlib.sha256(f"{a.dtype}{a.shape}".encode() + a.tobytes()).hexdigest()[:16]
+    out["/".join(map(str, path))] = np.asarray(jax.random.key_data(x) if checkpoint.is_key(x) else x)
+  return out
+
+
+def state_sha256(model: nnx.Module) -> str:
+  """sha256 over every state leaf (path, dtype, shape, bytes; PRNG keys as their key data)."""
+  leaves = {where: hashlib.sha256(f"{a.dtype}{a.shape}".encode() + a.tobytes()).hexdigest()[:16]
+            for where, a in state_arrays(model).items()}
   return hashlib.sha256(json.dumps(leaves, sort_keys=True).encode()).hexdigest()
 
 

@@ -13,6 +13,8 @@ from zoo.quant import packing
 from zoo.quant import rotate as zrot
 from zoo.tasks import classification
 
+from tests.test_compiled_init import state_arrays
+
 
 def _trained_like(**kwargs):
   """A small WaveMix in eval mode whose BatchNorms hold non-trivial statistics (so folding them is tested)."""
@@ -170,22 +172,14 @@ def test_shipped_rotate_rtn4_model_is_packed_4bit_and_verifies():
   assert info["metrics"]["compression_vs_float32"] > 4
 
 
-def _flat_arrays(model: nnx.Module) -> dict[str, np.ndarray]:
-  out = {}
-  for path, v in nnx.to_flat_state(nnx.state(model)):
-    x = v.get_value()
-    out["/".join(map(str, path))] = np.asarray(jax.random.key_data(x) if checkpoint.is_key(x) else x)
-  return out
-
-
 def test_shipped_rotated_fashion_model_is_zoo_quantize_of_its_shipped_float_form():
   """What the rotation benchmarks start from (`wavemix-lite-fashion-mnist-strided`) is what the shipped W4A4 model
   was quantized from: `zoo.quantize` of it gives the shipped 4-bit codes and integer leaves bit for bit, and its
   float leaves (scales, rotated float kernels) to float32 rounding. Not bit for bit: the rotation's matmuls round
   differently on different CPUs (seen: 1-ulp differences in scales and folded kernels on an AVX-512 machine,
   identical codes)."""
-  shipped = _flat_arrays(zoo.load("wavemix-lite-fashion-mnist-rotate-rtn4"))
-  again = _flat_arrays(zoo.quantize(zoo.load("wavemix-lite-fashion-mnist-strided"), method="rotate-rtn4"))
+  shipped = state_arrays(zoo.load("wavemix-lite-fashion-mnist-rotate-rtn4"))
+  again = state_arrays(zoo.quantize(zoo.load("wavemix-lite-fashion-mnist-strided"), method="rotate-rtn4"))
   assert sorted(again) == sorted(shipped)
   assert sum(np.issubdtype(a.dtype, np.integer) for a in shipped.values()) >= 16  # the codes are compared exactly
   for where, want in shipped.items():
