@@ -1,6 +1,6 @@
 r"""Speed of the CBF invariance layer: right-hand-side evaluations, QP solvers, one training step vs PyTorch.
 
-    .venv/bin/python benchmarks/invariance_node_speed.py [--sections rhs,train] [--epochs 3] [--seeds 10] \
+    .venv/bin/python benchmarks/invariance_node_speed.py [--sections rhs,train] [--epochs 3] [--seeds 10] [--rounds 7] \
         [--official-repo /work/.mirror/Weixy21+InvarianceNODE/repo] [--torch-python /work/benchvenv/bin/python]
     # the torch venv: pip install torch==2.13.0 torchdiffeq qpth cvxopt (never part of this project)
 
@@ -13,7 +13,9 @@ r"""Speed of the CBF invariance layer: right-hand-side evaluations, QP solvers, 
    runs it (`trainer_steps`: one call per batch, `scan_epoch`, 10 seeds side by side) — baseline, and invariant
    (the CBF-QP inside every RHS evaluation, differentiated) — vs the official PyTorch code run from its own files
    in a separate venv: spiral/train.py (plain neural ODE) and spiral/train_with_CBFs.py (neural ODE loss plus the
-   qpth CBF loss), each step on the same zoo windows in seed 0's `batch_order`. The official repository is read
+   qpth CBF loss), each step on the same zoo windows in seed 0's `batch_order`. `--rounds R` alternates the official
+   steps and the JAX epochs R times and reports each round's ratio: on a shared machine whose speed drifts by tens of
+   percent within minutes, a ratio of two measurements minutes apart says little. The official repository is read
    from a `fetch`ed bare mirror; nothing of it is copied into the project.
 All timings single-threaded (XLA on one thread, torch.set_num_threads(1)); process CPU time. Writes
 benchmarks/results/invariance_node_speed.json and invariance_node_speed.md (a section not run keeps its figures).
@@ -207,15 +209,20 @@ def jax_benchmarks(repeats: int) -> dict:
   return out
 
 
-def trainer_steps(epochs: int, num_seeds: int) -> dict:
+def trainer_steps(epochs: int, num_seeds: int, rounds: int = 1, official=None) -> dict:
   """Section 3: a training step as `python -m train` runs it, on the trainer's own functions and batches
   (`train.trainer.batch_order(seed, epoch, 990, 20)`: 49 steps an epoch), for both spiral models:
-    * `step`: one jitted call per batch (`make_train_step`; the trainer's default), a float read per step;
+    * `step`: one jitted call per batch (`make_train_step`, bound by `nnx.cached_partial` as the trainer binds it),
+      a float read per step;
     * `scan`: each epoch one compiled `nnx.scan` over its batches, state donated (`--config.scan_epoch=True`);
     * `seeds`: `num_seeds` seeds side by side (`train.seeds.stack`, `make_train_epoch(num_seeds=S)`;
       `--config.num_seeds=S --config.scan_epoch=True`), each seed its own weights and batch order.
   Per step: the median CPU seconds of an epoch after the first, divided by its steps (and by S: per seed-step).
-  Also the first epoch's CPU seconds (compilation included)."""
+  Also the first epoch's CPU seconds (compilation included).
+
+  With rounds > 1 (`official`: a function timing the official steps) the machine's speed drift is taken out of the
+  ratios: each round times the official steps, then every JAX way from a fresh initial state (epoch 0 untimed,
+  epoch 1 timed), and keeps each round's ratio official / JAX."""
   from flax import nnx  # pylint: disable=import-outside-toplevel
 
   sys.path.insert(0, str(ROOT))
@@ -224,55 +231,106 @@ def trainer_steps(epochs: int, num_seeds: int) -> dict:
   from train import trainer  # pylint: disable=import-outside-toplevel
   from zoo import registry  # pylint: disable=import-outside-toplevel
 
-  out: dict = {}
+  ways = {}  # (name, way) -> (fresh() -> run_epoch(batches) -> losses, epoch -> batch rows, steps per epoch)
+  precision = {}
   for name in ("neural-ode-spiral", "invariance-node-spiral"):
     config = _load_config(f"configs/invariance_node.py:{name}")
     spec = registry.get_spec(name)
+    precision[name] = spec.family.precision
     with spec.family.precision():
       data = zoo.data.load(config.dataset, config.train_split)
-      n = len(data["y0"])
-      steps = n // config.batch_size
-      tx = trainer.make_optimizer(config.optimizer, steps * epochs, steps)
+    n = len(data["y0"])
+    steps = n // config.batch_size
+    tx = trainer.make_optimizer(config.optimizer, steps * epochs, steps)
 
-      def build(seed):
-        model = spec.build(seed)
-        model.train()
-        return nnx.Optimizer(model, tx, wrt=nnx.Param), model
+    def build(seed, spec=spec, tx=tx):
+      model = spec.build(seed)
+      model.train()
+      return nnx.Optimizer(model, tx, wrt=nnx.Param), model
 
-      orders = [trainer.batch_order(config.seed, e, n, config.batch_size) for e in range(epochs)]
-      row = {"steps_per_epoch": steps}
+    step_fn = trainer.make_train_step(spec.family.loss)
+    epoch_fn = trainer.make_train_epoch(spec.family.loss)
+    seeds_fn = trainer.make_train_epoch(spec.family.loss, num_seeds=num_seeds)
 
-      def timed(run_epoch, orders, per):
-        cpu, wall = [], []
-        load = [os.getloadavg()[0]]
-        for order in orders:
-          c, w = time.process_time(), time.perf_counter()
-          losses = np.asarray(run_epoch({k: v[order] for k, v in data.items()}))
-          cpu.append(time.process_time() - c)
-          wall.append(time.perf_counter() - w)
-        assert np.all(np.isfinite(losses)), losses
-        load.append(os.getloadavg()[0])
-        return {"step_cpu_s": statistics.median(cpu[1:]) / per, "step_wall_s": statistics.median(wall[1:]) / per,
-                "first_epoch_cpu_s": cpu[0], "first_epoch_wall_s": wall[0], "epoch_cpu_s": cpu,
-                "load_average": load}
+    def fresh_step(build=build, config=config, step_fn=step_fn, steps=steps):
+      bound = nnx.cached_partial(step_fn, *build(config.seed))  # as the trainer binds it
+      return lambda b: [float(bound({k: v[i] for k, v in b.items()})[0]) for i in range(steps)]
 
+    def fresh_scan(build=build, config=config, epoch_fn=epoch_fn):
       opt, model = build(config.seed)
-      step_fn = nnx.cached_partial(trainer.make_train_step(spec.family.loss), opt, model)  # as the trainer binds it
-      row["step"] = timed(lambda b: [float(step_fn({k: v[i] for k, v in b.items()})[0])
-                                     for i in range(steps)], orders, steps)
-      opt, model = build(config.seed)
-      epoch_fn = trainer.make_train_epoch(spec.family.loss)
-      row["scan"] = timed(lambda b: epoch_fn(opt, model, b)[0], orders, steps)
+      return lambda b: epoch_fn(opt, model, b)[0]
+
+    def fresh_seeds(build=build, config=config, seeds_fn=seeds_fn):
       opts, models = zip(*(build(config.seed + s) for s in range(num_seeds)))
       opt, model = side_by_side.stack(opts), side_by_side.stack(models)
-      seeds_fn = trainer.make_train_epoch(spec.family.loss, num_seeds=num_seeds)
-      stacked = [np.stack([trainer.batch_order(config.seed + s, e, n, config.batch_size) for s in range(num_seeds)],
-                          axis=1) for e in range(epochs)]  # (steps, S, batch)
-      row["seeds"] = timed(lambda b: seeds_fn(opt, model, b)[0], stacked, steps * num_seeds)
-      row["seeds"]["num_seeds"] = num_seeds
-    out[name] = row
-    print(name, json.dumps({k: {kk: vv for kk, vv in v.items() if kk.startswith(("step", "first"))}
-                            for k, v in row.items() if isinstance(v, dict)}), flush=True)
+      return lambda b: seeds_fn(opt, model, b)[0]
+
+    def rows(e, data=data, config=config, n=n):
+      return {k: v[trainer.batch_order(config.seed, e, n, config.batch_size)] for k, v in data.items()}
+
+    def seed_rows(e, data=data, config=config, n=n):
+      order = np.stack([trainer.batch_order(config.seed + s, e, n, config.batch_size) for s in range(num_seeds)],
+                       axis=1)  # (steps, S, batch)
+      return {k: v[order] for k, v in data.items()}
+
+    ways[name, "step"] = (fresh_step, rows, steps)
+    ways[name, "scan"] = (fresh_scan, rows, steps)
+    ways[name, "seeds"] = (fresh_seeds, seed_rows, steps * num_seeds)
+
+  def timed_epoch(name, run_epoch, batches):
+    with precision[name]():
+      c, w = time.process_time(), time.perf_counter()
+      losses = np.asarray(run_epoch(batches))
+      cpu, wall = time.process_time() - c, time.perf_counter() - w
+    assert np.all(np.isfinite(losses)), losses
+    return cpu, wall
+
+  out: dict = {name: {"steps_per_epoch": ways[name, "step"][2]} for name in ("neural-ode-spiral",
+                                                                             "invariance-node-spiral")}
+  if rounds <= 1:
+    for (name, way), (fresh, batch_rows, per) in ways.items():
+      with precision[name]():
+        run = fresh()
+      cpu, wall, load = [], [], [os.getloadavg()[0]]
+      for e in range(epochs):
+        c, w = timed_epoch(name, run, batch_rows(e))
+        cpu.append(c)
+        wall.append(w)
+      load.append(os.getloadavg()[0])
+      out[name][way] = {"step_cpu_s": statistics.median(cpu[1:]) / per,
+                        "step_wall_s": statistics.median(wall[1:]) / per,
+                        "first_epoch_cpu_s": cpu[0], "first_epoch_wall_s": wall[0], "epoch_cpu_s": cpu,
+                        "load_average": load}
+      if way == "seeds":
+        out[name][way]["num_seeds"] = num_seeds
+      print(name, way, json.dumps({k: v for k, v in out[name][way].items() if k.startswith(("step", "first"))}),
+            flush=True)
+    return out
+  first: dict = {}
+  per_round: dict = {key: [] for key in ways}
+  torch_rounds = []
+  for r in range(rounds):
+    torch_rounds.append(official())
+    for key, (fresh, batch_rows, per) in ways.items():
+      with precision[key[0]]():
+        run = fresh()
+      c0, _ = timed_epoch(key[0], run, batch_rows(0))
+      first.setdefault(key, c0)
+      c1, w1 = timed_epoch(key[0], run, batch_rows(1))
+      per_round[key].append((c1 / per, w1 / per, os.getloadavg()[0]))
+    print(f"round {r}:", json.dumps({f"{k[0]} {k[1]}": round(v[-1][0] * 1e3, 3) for k, v in per_round.items()}),
+          json.dumps({k: round(v * 1e3, 2) for k, v in torch_rounds[-1].items() if k.endswith("_s")}), flush=True)
+  for (name, way), vals in per_round.items():
+    ref_key = "official_train_step_s" if name == "neural-ode-spiral" else "official_cbf_train_step_s"
+    ratios = [t[ref_key] / v[0] for t, v in zip(torch_rounds, vals)]
+    out[name][way] = {"step_cpu_s": statistics.median(v[0] for v in vals),
+                      "step_wall_s": statistics.median(v[1] for v in vals), "first_epoch_cpu_s": first[name, way],
+                      "round_step_cpu_s": [v[0] for v in vals], "round_ratio": ratios,
+                      "ratio_median": statistics.median(ratios), "load_average": [min(v[2] for v in vals),
+                                                                                   max(v[2] for v in vals)]}
+    if way == "seeds":
+      out[name][way]["num_seeds"] = num_seeds
+  out["torch_rounds"] = torch_rounds
   return out
 
 
@@ -327,6 +385,8 @@ def main() -> None:
                       "not run keeps its figures from the existing JSON")
   parser.add_argument("--epochs", type=int, default=3, help="epochs of section 3 (the first holds the compilation)")
   parser.add_argument("--seeds", type=int, default=10, help="seeds side by side in section 3")
+  parser.add_argument("--rounds", type=int, default=1, help="section 3: > 1 alternates the official steps and each "
+                      "JAX way (epoch 1 from a fresh start) that many times; ratios per round, medians reported")
   parser.add_argument("--worker", default="")
   parser.add_argument("--official-dir", default="")
   parser.add_argument("--windows", default="")
@@ -349,11 +409,28 @@ def main() -> None:
     result["meta_rhs"] = meta
   if "train" in sections:
     import jax  # pylint: disable=import-outside-toplevel
-    with jax.enable_x64(True):
-      result["trainer"] = trainer_steps(args.epochs, args.seeds)
     with tempfile.TemporaryDirectory() as tmp:
-      result["torch"], note = _official(args, _windows_file(pathlib.Path(tmp) / "windows.npz", args.epochs))
-    meta.update(torch_note=note, epochs=args.epochs, seeds=args.seeds)
+      windows = _windows_file(pathlib.Path(tmp) / "windows.npz", max(args.epochs, 2))
+      notes = []
+
+      def official():
+        times, note = _official(args, windows)
+        notes.append(note)
+        if not times:
+          raise SystemExit(f"--rounds needs the official code: {note}")
+        return times
+
+      with jax.enable_x64(True):
+        result["trainer"] = trainer_steps(args.epochs, args.seeds, args.rounds, official)
+      rounds = result["trainer"].pop("torch_rounds", None)
+      if rounds:
+        result["torch"] = {**rounds[0], **{k: statistics.median(r[k] for r in rounds) for k in rounds[0]
+                                            if k.endswith("_s")}, "rounds": rounds}
+      else:
+        result["torch"], note = _official(args, windows)
+        notes.append(note)
+      note = notes[-1]
+    meta.update(torch_note=note, epochs=args.epochs, seeds=args.seeds, rounds=args.rounds)
     result["meta"] = meta
   meta["loadavg_end"] = os.getloadavg()[0]
   result.pop("train_step", None)
@@ -393,6 +470,9 @@ def markdown(result: dict) -> str:
         continue
       label = label.format(S=r.get("num_seeds"))
       ratio = f"{ref / r['step_cpu_s']:.1f}x faster" if ref else "n/a"
+      if "round_ratio" in r:  # interleaved rounds: each round's own ratio
+        ratio = (f"{r['ratio_median']:.1f}x faster ({min(r['round_ratio']):.1f}–{max(r['round_ratio']):.1f} over "
+                 f"{len(r['round_ratio'])} rounds)")
       lines.append(f"| JAX {name}, {label} | {r['step_cpu_s']:.5f} | {ratio} "
                    f"| {r['first_epoch_cpu_s']:.1f} | {r['load_average'][0]:.1f}–{r['load_average'][1]:.1f} |")
   if t:
@@ -404,8 +484,12 @@ def markdown(result: dict) -> str:
     lines.append(f"\n{meta['torch_note']}")
   lines.append(f"\n`{meta.get('command', '')}` (XLA_FLAGS={meta.get('xla_flags', '')}). Single-threaded; process CPU "
                f"time (time.process_time). JAX: the trainer's functions on its batches (`batch_order`, 49 steps an "
-               f"epoch), median epoch after the first of {meta.get('epochs', 3)}, divided by its (seed-)steps; "
-               f"float64, diffrax Dopri5 rtol 1e-7 / atol 1e-9. Official: median of {meta.get('repeats')} steps on "
+               f"epoch), " + (f"{meta['rounds']} rounds, each timing the official steps and then every JAX way's "
+               f"epoch 1 from a fresh start (epoch 0 untimed); the ratio is each round's, its median and range "
+               f"shown; the times are medians over the rounds. " if meta.get("rounds", 1) > 1 else
+               f"median epoch after the first of {meta.get('epochs', 3)}, divided by its (seed-)steps; ") +
+               f"float64, Dopri5 rtol 1e-7 / atol 1e-9 (the training loss: `zoo.nn.dopri5.solve_windows`). "
+               f"Official: median of {meta.get('repeats')} steps (CBF step: {max(3, meta.get('repeats', 20) // 2)}) on "
                f"the same zoo windows and seed 0's batch order (float32, as its tensors; commit "
                f"{t.get('official_commit', '?')[:12]}). The official CBF step is its training loop's body: the plain "
                f"neural-ODE loss plus the qpth CBF loss on the predictions; the invariant JAX step integrates the "

@@ -1,23 +1,24 @@
 """Many small ODE solves at once, for training losses: Dopri5 with diffrax's step-size control, a discrete adjoint.
 
-`solve_windows(field, args, y0, ts)` integrates B independent initial value problems ẏ = field(args, y) from
-y0[b] at ts[b, 0] and returns the states at every ts[b] — what `jax.vmap` of `diffrax.diffeqsolve` with
-`Dopri5`, `PIDController(rtol, atol, dtmax)`, `SaveAt(ts=...)` and `RecursiveCheckpointAdjoint` computes (the same
-tableau, initial step, controller, end clipping and dense output, so the same accepted steps up to rounding), in
-a form that is cheap to differentiate:
+`solve_windows(field, args, consts, y0, ts)` integrates B independent initial value problems
+ẏ = field(args, consts, y) from y0[b] at ts[b, 0] and returns the states at every ts[b]: what `jax.vmap` of
+`diffrax.diffeqsolve` with `Dopri5`, `PIDController(rtol, atol, dtmax)`, `SaveAt(ts=...)` and
+`RecursiveCheckpointAdjoint` computes (the same tableau, first step, controller, end clipping and dense output, so
+the same accepted steps up to rounding), in a form that is cheap to differentiate:
 
 * lanes run in lockstep (one batched right-hand side per stage), and once few windows are still integrating the
   unfinished ones are gathered into narrower lanes (`widths`, e.g. 20 -> 5 -> 1): a vmapped while loop would keep
   evaluating every finished lane until the slowest window is done (a trained CBF model's batch of 20 windows takes
   on average 25 steps where its mean window takes 11);
 * the gradient is the exact derivative of the computed solution with the step sizes held constant (diffrax also
-  stops gradients through its controller): the forward pass records each iteration's state and step; the backward
+  stops gradients through its controller): the forward pass records each iteration's stage inputs and step; the backward
   pass walks those iterations in reverse and takes the vector-Jacobian product of one Runge-Kutta step (and of the
-  dense outputs saved in it) at a time. No checkpointing machinery: the states of 2-dimensional ODEs are tiny.
+  dense outputs saved in it) at a time. No checkpointing machinery: the stage inputs of small ODEs are tiny.
 
 `field` is an autonomous vector field of one state: (args, consts, y: (D,)) -> (D,); `args` is a pytree of float
-arrays (the weights) and gets gradients; `consts` (data the field reads, e.g. obstacles) and ts get none. A window that needs more than
-`max_steps` steps stops there (diffrax `throw=False`): its later outputs are inf, so a loss over them is not finite.
+arrays (the weights) and gets gradients; `consts` (data the field reads, e.g. obstacles) and ts get none. A window
+that needs more than `max_steps` steps stops there (diffrax `throw=False`): its later outputs are inf, so a loss
+over them is not finite. Seeds side by side (`jax.vmap` over weights and windows) keep their own steps.
 """
 
 from __future__ import annotations
@@ -289,7 +290,8 @@ def default_widths(batch: int) -> tuple[int, ...]:
   return tuple(sorted({batch, max(1, batch // 4), 1}, reverse=True))
 
 
-def solve_windows(field: Callable, args, consts, y0: jax.Array, ts: jax.Array, *, rtol: float, atol: float, dtmax: float,
+def solve_windows(field: Callable, args, consts, y0: jax.Array, ts: jax.Array, *, rtol: float, atol: float,
+                  dtmax: float,
                   max_steps: int = 4096, widths: Sequence[int] | None = None) -> jax.Array:
   """States of B independent solves of ẏ = field(args, consts, y) at their save times.
 
@@ -311,4 +313,5 @@ def solve_windows(field: Callable, args, consts, y0: jax.Array, ts: jax.Array, *
   widths = tuple(widths or default_widths(y0.shape[0]))
   if widths[0] != y0.shape[0] or list(widths) != sorted(set(widths), reverse=True) or widths[-1] < 1:
     raise ValueError(f"widths must decrease strictly from the batch size {y0.shape[0]} to >= 1; got {widths}.")
-  return _solve(field, args, consts, y0, ts.astype(y0.dtype), float(rtol), float(atol), float(dtmax), int(max_steps), widths)
+  return _solve(field, args, consts, y0, ts.astype(y0.dtype), float(rtol), float(atol), float(dtmax), int(max_steps),
+                widths)

@@ -245,9 +245,10 @@ class InvariantNeuralODE(nnx.Module):
 
     solver="windows" (training): `zoo.nn.dopri5.solve_windows`, the same Dopri5 steps as `solve` (tableau, initial
     step, controller, dense output) with a discrete adjoint over the recorded steps and unfinished windows gathered
-    into narrower lanes: 2-4x cheaper to differentiate than diffrax's checkpointed while loop
-    (benchmarks/results/invariance_node_speed.md). solver="diffrax": a vmap of `solve`, the solver of `rollout`.
-    Both give the same loss and gradient to rounding while their accepted steps coincide (tests/test_invariance_node.py).
+    into narrower lanes: 1.7-2.9x less CPU for loss and gradient than diffrax's checkpointed while loop
+    (benchmarks/results/invariance_node_solvers.md). solver="diffrax": a vmap of `solve`, the solver of `rollout`.
+    Both give the same loss and gradient to rounding while their accepted steps coincide
+    (tests/test_invariance_node.py).
     """
     obs = self.default_obstacles if self.cbf_in_training else None
     params = self.params()
