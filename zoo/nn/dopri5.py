@@ -53,9 +53,14 @@ def _rms(x):
   return jnp.sqrt(jnp.mean(x ** 2, axis=-1))
 
 
+def _batched(field, consts):
+  """field(args, consts, y) for a batch of states y: (W, D), args shared."""
+  return jax.vmap(lambda a, y: field(a, consts, y), in_axes=(None, 0))
+
+
 def _stages(batched_field, args, y, f0, h):
-  """One Dopri5 step of width W: y, f0 = field(y): (W, D), h: (W,) -> increments K: (W, 7, D), y1, field at the
-  last stage (FSAL), the stages' inputs: (W, 7, D). A loop over the stages: one copy of the field to compile."""
+  """One Dopri5 step of width W: y, f0 = field(y): (W, D), h: (W,) -> increments K: (W, 7, D), field at the last
+  stage (FSAL), the stages' inputs: (W, 7, D). A loop over the stages: one copy of the field to compile."""
   a = jnp.asarray(_A_SQUARE, y.dtype)
   hh = h[:, None]
   kk = jnp.zeros((y.shape[0], 7) + y.shape[1:], y.dtype).at[:, 0].set(f0 * hh)
@@ -67,8 +72,7 @@ def _stages(batched_field, args, y, f0, h):
     f = batched_field(args, x)
     return kk.at[:, s].set(f * hh), inputs.at[:, s].set(x), f
 
-  kk, inputs, f = jax.lax.fori_loop(1, 7, stage, (kk, inputs, f0))
-  return kk, y + jnp.tensordot(kk, _B_SOL.astype(kk.dtype), axes=((1,), (0,))), f, inputs
+  return jax.lax.fori_loop(1, 7, stage, (kk, inputs, f0))
 
 
 def _dense(y0, y1, kk, theta):
@@ -108,13 +112,16 @@ def _lanes_busy(ops, c, *, max_steps, next_width):
 def _lanes_step(field, ops, c, i, *, rtol, atol, dtmax, max_steps):
   """One iteration of every lane: a Dopri5 step, diffrax's accept/reject and next step, the saves it passes.
   Returns the new lane state and the row the backward pass needs (stage inputs, step, accepted)."""
-  bf = jax.vmap(lambda a, y: field(a, ops["consts"], y), in_axes=(None, 0))
+  bf = _batched(field, ops["consts"])
   ts, t1, floor = ops["ts"], ops["t1"], ops["floor"]
   active = _lanes_active(ops, c, max_steps)
   tprev, tnext, y = c["tprev"], c["tnext"], c["y"]
   dtype = y.dtype
   h = tnext - tprev
-  kk, y1, f1, inputs = _stages(bf, ops["args"], y, c["f"], h)
+  kk, inputs, f1 = _stages(bf, ops["args"], y, c["f"], h)
+  same = (tnext == tprev)[:, None]
+  theta = jnp.where(same, 0, ts - tprev[:, None]) / jnp.where(same, 1, (tnext - tprev)[:, None])
+  y1, dense = _step_outputs(y, kk, theta)
   err = jnp.tensordot(kk, _B_ERR.astype(dtype), axes=((1,), (0,)))
   err = jnp.where(jnp.isnan(err), jnp.inf, err)
   y1s = jnp.where(jnp.isnan(y1).any(-1, keepdims=True), y, y1)
@@ -128,12 +135,10 @@ def _lanes_step(field, ops, c, i, *, rtol, atol, dtmax, max_steps):
   ntnext = jnp.where(ntnext > floor, jnp.where(keep, t1, ntprev + 0.5 * (t1 - ntprev)), ntnext)
   acc = keep & active
   saves = acc[:, None] & (np.arange(ts.shape[1])[None] >= c["j"][:, None]) & (ts <= tnext[:, None])
-  same = (tnext == tprev)[:, None]
-  theta = jnp.where(same, 0, ts - tprev[:, None]) / jnp.where(same, 1, (tnext - tprev)[:, None])
   sel = lambda m, a, b: jnp.where(m.reshape(m.shape + (1,) * (jnp.ndim(a) - m.ndim)), a, b)
   new = dict(tprev=sel(active, ntprev, tprev), tnext=sel(active, ntnext, tnext), y=sel(acc, y1, y),
              f=sel(acc, f1, c["f"]), j=c["j"] + jnp.sum(saves, axis=1, dtype=jnp.int32),
-             ys=sel(saves, _dense(y, y1, kk, theta), c["ys"]), save_iter=sel(saves, ops["start"] + i, c["save_iter"]),
+             ys=sel(saves, dense, c["ys"]), save_iter=sel(saves, ops["start"] + i, c["save_iter"]),
              theta=sel(saves, theta, c["theta"]), steps=c["steps"] + active.astype(jnp.int32))
   return new, dict(inputs=inputs, h=h, acc=acc)
 
@@ -181,7 +186,7 @@ def _record_loop(cond, body, ops, carry, rows, size):
 def _forward(field, args, consts, y0, ts, rtol, atol, dtmax, max_steps, widths):
   """The solve: ys and what the backward pass needs (per phase: its windows, iterations, states, steps,
   acceptance; per window and save time: the iteration that saved it and where in the step)."""
-  bf = jax.vmap(lambda a, y: field(a, consts, y), in_axes=(None, 0))
+  bf = _batched(field, consts)
   n, t_len = ts.shape
   dim, dtype = y0.shape[1], y0.dtype
   f0 = bf(args, y0)
@@ -202,7 +207,7 @@ def _forward(field, args, consts, y0, ts, rtol, atol, dtmax, max_steps, widths):
   for p, width in enumerate(widths):
     next_width = widths[p + 1] if p + 1 < len(widths) else 0
     if p:  # the windows still integrating (at most `width`) move into the first lanes; the others pad
-      alive = (lanes["tprev"] < ts_x[lanes["win"], -1]) & (lanes["steps"] < max_steps) & (lanes["win"] < n)
+      alive = _lanes_active(ops, lanes, max_steps)  # the previous phase's lanes
       order = jnp.argsort(~alive, stable=True)[:width]
       win = jnp.where(alive[order], lanes["win"][order], n)
       lanes = {k: v[order] for k, v in lanes.items()}
@@ -259,7 +264,7 @@ def _solve_fwd(field, args, consts, y0, ts, rtol, atol, dtmax, max_steps, widths
 def _solve_bwd(field, rtol, atol, dtmax, max_steps, widths, res, ys_bar):
   del rtol, atol, dtmax, max_steps, widths
   args, consts, y0, ts, phases, save_iter, theta = res
-  bf = jax.vmap(lambda a, y: field(a, consts, y), in_axes=(None, 0))
+  bf = _batched(field, consts)
   n = y0.shape[0]
   ys_bar = jnp.concatenate([jnp.where(jnp.isfinite(ys_bar), ys_bar, 0), jnp.zeros_like(ys_bar[:1])])
   lam = jnp.zeros((n + 1,) + y0.shape[1:], y0.dtype)  # d loss / d (each window's state at the current iteration)
